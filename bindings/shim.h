@@ -1,0 +1,71 @@
+/* shim.h: what bindgen cannot express, written once in C (see shim.c). */
+#ifndef MODPY_SHIM_H
+#define MODPY_SHIM_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "apr_buckets.h"
+
+/* Directive identifiers: cmd->info of every entry in modpy_cmds points at one of these. */
+enum modpy_cmd_id {
+    MODPY_CMD_HANDLER = 1,
+    MODPY_CMD_PATH,
+    MODPY_CMD_OPTION,
+    MODPY_CMD_IMPORT,
+    MODPY_CMD_DEBUG,
+    MODPY_CMD_AUTORELOAD,
+    MODPY_CMD_INTERPRETER,
+    MODPY_CMD_HANDLER_MODULE
+};
+
+/* The command table (AP_INIT_* macros), defined in shim.c; referenced by py_module in Rust. */
+extern const command_rec modpy_cmds[];
+
+/* Implemented in Rust (src/apache/config.rs): one entry point per directive argument shape. */
+const char *modpy_cmd_raw_args(cmd_parms *cmd, void *mconfig, const char *args);
+const char *modpy_cmd_take12(cmd_parms *cmd, void *mconfig, const char *a1, const char *a2);
+const char *modpy_cmd_flag(cmd_parms *cmd, void *mconfig, int on);
+
+/* cmd->info as the directive id. */
+int modpy_cmd_id(const cmd_parms *cmd);
+
+/* ap_log_rerror / ap_log_error / ap_log_cerror are variadic macros: one fixed-format wrapper each. */
+void modpy_log_rerror(const char *file, int line, int level, apr_status_t status,
+                      const request_rec *r, const char *msg);
+void modpy_log_error(const char *file, int line, int level, apr_status_t status,
+                     const server_rec *s, const char *msg);
+void modpy_log_cerror(const char *file, int line, int level, apr_status_t status,
+                      const conn_rec *c, const char *msg);
+int modpy_module_index(void);
+
+/* APR ring / brigade macros. */
+void modpy_brigade_insert_tail(apr_bucket_brigade *bb, apr_bucket *b);
+int modpy_brigade_empty(apr_bucket_brigade *bb);
+apr_bucket *modpy_brigade_first(apr_bucket_brigade *bb);
+apr_bucket *modpy_brigade_sentinel(apr_bucket_brigade *bb);
+apr_bucket *modpy_bucket_next(apr_bucket *b);
+int modpy_bucket_is_eos(const apr_bucket *b);
+int modpy_bucket_is_flush(const apr_bucket *b);
+int modpy_bucket_is_metadata(const apr_bucket *b);
+apr_status_t modpy_bucket_read(apr_bucket *b, const char **str, apr_size_t *len,
+                               apr_read_type_e block);
+void modpy_bucket_delete(apr_bucket *b);
+
+/* ap_get_module_config on any module (the macro indexes by module_index). */
+void *modpy_get_module_config(const ap_conf_vector_t *cv, const module *m);
+
+
+/* ap_set_module_config (a macro). */
+void modpy_set_module_config(ap_conf_vector_t *cv, const module *m, void *val);
+
+/* APR_RETRIEVE_OPTIONAL_FN(ssl_is_https) / (ssl_var_lookup), NULL-safe. */
+int modpy_ssl_is_https(conn_rec *c);
+const char *modpy_ssl_var_lookup(apr_pool_t *p, server_rec *s, conn_rec *c, request_rec *r,
+                                 const char *name);
+
+/* Typed bucket constructors, appended at the brigade's tail. */
+void modpy_brigade_append_transient(apr_bucket_brigade *bb, const char *buf, apr_size_t len);
+void modpy_brigade_append_flush(apr_bucket_brigade *bb);
+void modpy_brigade_append_eos(apr_bucket_brigade *bb);
+
+#endif

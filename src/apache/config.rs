@@ -1,0 +1,218 @@
+//! Directive handlers and per-directory / per-server config creation and merging, called by
+//! Apache while it parses httpd.conf and .htaccess files (in the parent: no Python here).
+
+use super::module::get_module_config;
+use super::pool::{cstr, pool_box, pstrdup};
+use crate::config::{self, DirConfig, ServerConfig};
+use crate::sys;
+use std::ffi::c_void;
+use std::os::raw::{c_char, c_int};
+use std::sync::Arc;
+
+pub unsafe extern "C" fn create_dir_config(p: *mut sys::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
+    // SAFETY: `p` is the pool Apache gives us; the box lives exactly as long as it.
+    unsafe { pool_box(p, DirConfig::default()) as *mut c_void }
+}
+
+pub unsafe extern "C" fn merge_dir_config(
+    p: *mut sys::apr_pool_t,
+    base: *mut c_void,
+    add: *mut c_void,
+) -> *mut c_void {
+    // SAFETY: both come from create_dir_config/merge_dir_config of this module.
+    let merged = unsafe { DirConfig::merge(&*(base as *const DirConfig), &*(add as *const DirConfig)) };
+    // SAFETY: as in create_dir_config.
+    unsafe { pool_box(p, merged) as *mut c_void }
+}
+
+pub unsafe extern "C" fn create_server_config(p: *mut sys::apr_pool_t, _s: *mut sys::server_rec) -> *mut c_void {
+    // SAFETY: as in create_dir_config.
+    unsafe { pool_box(p, ServerConfig::default()) as *mut c_void }
+}
+
+pub unsafe extern "C" fn merge_server_config(
+    p: *mut sys::apr_pool_t,
+    base: *mut c_void,
+    add: *mut c_void,
+) -> *mut c_void {
+    // SAFETY: both come from create_server_config/merge_server_config of this module.
+    let merged = unsafe { ServerConfig::merge(&*(base as *const ServerConfig), &*(add as *const ServerConfig)) };
+    // SAFETY: as in create_dir_config.
+    unsafe { pool_box(p, merged) as *mut c_void }
+}
+
+/// mod_py's merged per-directory config of a request (or a default one if none).
+///
+/// # Safety
+/// `per_dir_config` must be a request's per_dir_config vector.
+pub unsafe fn dir_config<'a>(per_dir_config: *const sys::ap_conf_vector_t) -> &'a DirConfig {
+    static EMPTY: std::sync::OnceLock<DirConfig> = std::sync::OnceLock::new();
+    // SAFETY: our slot holds a DirConfig created above, alive as long as the vector.
+    let p = unsafe { get_module_config(per_dir_config) } as *const DirConfig;
+    if p.is_null() {
+        EMPTY.get_or_init(DirConfig::default)
+    } else {
+        // SAFETY: see above.
+        unsafe { &*p }
+    }
+}
+
+/// mod_py's per-server config.
+///
+/// # Safety
+/// `s` must be a valid server_rec.
+pub unsafe fn server_config<'a>(s: *const sys::server_rec) -> &'a ServerConfig {
+    // SAFETY: module_config holds the ServerConfig that create_server_config made.
+    unsafe { &*(get_module_config((*s).module_config) as *const ServerConfig) }
+}
+
+/// What Apache tells us about the directive being parsed.
+struct Cmd {
+    id: u32,
+    name: String,
+    /// The directory of the enclosing <Directory> / .htaccess (not <Location>: a URL).
+    directory: Option<String>,
+}
+
+unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
+    // SAFETY: Apache passes a valid cmd_parms for the directive being parsed.
+    unsafe {
+        let id = sys::modpy_cmd_id(cmd) as u32;
+        let c = &*cmd;
+        let name = c.cmd.as_ref().and_then(|r| cstr(r.name)).unwrap_or(b"?");
+        let mut in_location = false;
+        let mut d = if c.directive.is_null() { std::ptr::null_mut() } else { (*c.directive).parent };
+        while !d.is_null() {
+            let sect = cstr((*d).directive).unwrap_or_default().to_ascii_lowercase();
+            in_location |= sect.starts_with(b"<location");
+            d = (*d).parent;
+        }
+        let directory = if in_location {
+            None
+        } else {
+            cstr(c.path).map(|p| String::from_utf8_lossy(p).into_owned())
+        };
+        Cmd { id, name: String::from_utf8_lossy(name).into_owned(), directory }
+    }
+}
+
+/// Turns a Rust error into the string Apache prints after "Syntax error on line N of FILE:".
+unsafe fn cmd_error(cmd: *mut sys::cmd_parms, name: &str, msg: &str) -> *const c_char {
+    let text = format!("{name}: {msg}");
+    // SAFETY: cmd->pool outlives the error report.
+    unsafe { pstrdup((*cmd).pool, text.as_bytes()) }
+}
+
+fn arg(p: *const c_char) -> String {
+    // SAFETY: Apache passes NUL-terminated arguments (or NULL for a missing optional one).
+    String::from_utf8_lossy(unsafe { cstr(p) }.unwrap_or_default()).into_owned()
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn modpy_cmd_raw_args(
+    cmd: *mut sys::cmd_parms,
+    mconfig: *mut c_void,
+    args: *const c_char,
+) -> *const c_char {
+    // SAFETY: Apache passes a valid cmd_parms, and for OR_ALL directives our DirConfig.
+    let info = unsafe { cmd_info(cmd) };
+    let dc = unsafe { &mut *(mconfig as *mut DirConfig) };
+    let args = arg(args);
+    let args = args.trim();
+    let result: Result<(), String> = match info.id {
+        sys::modpy_cmd_id_MODPY_CMD_HANDLER => {
+            config::parse_handler_args(args, info.directory.as_deref()).map(|mut entries| {
+                // Several lines in one section add up, as in mod_python.
+                let mut list = dc.handlers.as_deref().cloned().unwrap_or_default();
+                list.append(&mut entries);
+                dc.handlers = Some(Arc::new(list));
+            })
+        }
+        sys::modpy_cmd_id_MODPY_CMD_PATH => {
+            if args.is_empty() {
+                Err("expected a Python expression giving a list, e.g. \"sys.path + ['/srv/app']\"".into())
+            } else {
+                dc.python_path = Some(unquote(args).to_string());
+                Ok(())
+            }
+        }
+        sys::modpy_cmd_id_MODPY_CMD_INTERPRETER => {
+            dc.interpreter = Some(args.to_string());
+            Ok(())
+        }
+        sys::modpy_cmd_id_MODPY_CMD_HANDLER_MODULE => {
+            if config::is_module_name(args) {
+                dc.handler_module = Some(args.to_string());
+                Ok(())
+            } else {
+                Err(format!("'{args}' is not a Python module name"))
+            }
+        }
+        _ => Err("internal error: unknown directive id".into()),
+    };
+    match result {
+        Ok(()) => std::ptr::null(),
+        // SAFETY: cmd is valid for the duration of this call.
+        Err(e) => unsafe { cmd_error(cmd, &info.name, &e) },
+    }
+}
+
+/// Apache passes a RAW_ARGS line with its quotes; PythonPath "sys.path+['x']" drops them.
+fn unquote(s: &str) -> &str {
+    let b = s.as_bytes();
+    if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
+        &s[1..s.len() - 1]
+    } else {
+        s
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn modpy_cmd_take12(
+    cmd: *mut sys::cmd_parms,
+    mconfig: *mut c_void,
+    a1: *const c_char,
+    a2: *const c_char,
+) -> *const c_char {
+    // SAFETY: as in modpy_cmd_raw_args.
+    let info = unsafe { cmd_info(cmd) };
+    let (a1, a2) = (arg(a1), if a2.is_null() { None } else { Some(arg(a2)) });
+    let result: Result<(), String> = match info.id {
+        sys::modpy_cmd_id_MODPY_CMD_OPTION => {
+            // SAFETY: PythonOption is OR_ALL: mconfig is our DirConfig.
+            let dc = unsafe { &mut *(mconfig as *mut DirConfig) };
+            dc.options.push((a1, a2));
+            Ok(())
+        }
+        sys::modpy_cmd_id_MODPY_CMD_IMPORT => {
+            if config::is_module_name(&a1) {
+                // SAFETY: PythonImport is RSRC_CONF: the server's config is ours to change.
+                let sc = unsafe { &mut *(get_module_config((*(*cmd).server).module_config) as *mut ServerConfig) };
+                sc.imports.push((a1, a2.unwrap_or_else(|| "main_interpreter".into())));
+                Ok(())
+            } else {
+                Err(format!("'{a1}' is not a Python module name"))
+            }
+        }
+        _ => Err("internal error: unknown directive id".into()),
+    };
+    match result {
+        Ok(()) => std::ptr::null(),
+        // SAFETY: cmd is valid for the duration of this call.
+        Err(e) => unsafe { cmd_error(cmd, &info.name, &e) },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn modpy_cmd_flag(cmd: *mut sys::cmd_parms, mconfig: *mut c_void, on: c_int) -> *const c_char {
+    // SAFETY: as in modpy_cmd_raw_args.
+    let info = unsafe { cmd_info(cmd) };
+    let dc = unsafe { &mut *(mconfig as *mut DirConfig) };
+    match info.id {
+        sys::modpy_cmd_id_MODPY_CMD_DEBUG => dc.debug = Some(on != 0),
+        sys::modpy_cmd_id_MODPY_CMD_AUTORELOAD => dc.autoreload = Some(on != 0),
+        // SAFETY: cmd is valid for the duration of this call.
+        _ => return unsafe { cmd_error(cmd, &info.name, "internal error: unknown directive id") },
+    }
+    std::ptr::null()
+}

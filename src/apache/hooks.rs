@@ -1,0 +1,95 @@
+//! Hook registration (ap_hook_*): safe Rust functions behind extern "C" trampolines that
+//! catch panics, so a bug in mod_py answers 500 and logs, instead of unwinding into Apache.
+
+use super::log;
+use super::pool::{cstr, Pool};
+use super::request::Request;
+use super::server::Server;
+use crate::sys;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::null;
+
+/// Where a hook runs relative to other modules' (APR_HOOK_FIRST / MIDDLE / LAST).
+#[derive(Clone, Copy)]
+pub enum Order {
+    First,
+    Middle,
+    Last,
+}
+
+impl Order {
+    fn raw(self) -> c_int {
+        match self {
+            Order::First => sys::APR_HOOK_FIRST as c_int,
+            Order::Middle => sys::APR_HOOK_MIDDLE as c_int,
+            Order::Last => sys::APR_HOOK_LAST as c_int,
+        }
+    }
+}
+
+/// A request as a hook sees it: alive for the whole call, so cheap checks (r->handler) need
+/// no liveness flag; `request()` makes the shareable handle when the hook decides to act.
+pub struct HookRequest {
+    r: *mut sys::request_rec,
+}
+
+impl HookRequest {
+    pub fn handler(&self) -> Option<&[u8]> {
+        // SAFETY: r is the live request of the running hook.
+        unsafe { cstr((*self.r).handler) }
+    }
+
+    pub fn request(&self) -> Request {
+        // SAFETY: r is the live request of the running hook.
+        unsafe { Request::from_raw(self.r) }
+    }
+}
+
+/// A request-phase hook (handler, fixups, ...): returns OK, DECLINED, DONE or an HTTP status.
+pub trait RequestHook {
+    fn run(r: &HookRequest) -> i32;
+}
+
+unsafe extern "C" fn request_trampoline<H: RequestHook>(r: *mut sys::request_rec) -> c_int {
+    let hr = HookRequest { r };
+    match catch_unwind(AssertUnwindSafe(|| H::run(&hr))) {
+        Ok(rc) => rc,
+        Err(_) => {
+            log::rerror(r, log::APLOG_CRIT, 0, "mod_py: internal error (panic) in a request hook");
+            sys::HTTP_INTERNAL_SERVER_ERROR as c_int
+        }
+    }
+}
+
+pub fn hook_handler<H: RequestHook>(order: Order) {
+    // SAFETY: registration during register_hooks; the trampoline is a 'static fn.
+    unsafe { sys::ap_hook_handler(Some(request_trampoline::<H>), null(), null(), order.raw()) }
+}
+
+/// child_init: runs in every new child, after it has dropped privileges (prefork) or before
+/// its threads start (threaded MPMs). The place to start Python.
+pub trait ChildInitHook {
+    fn run(pchild: Pool, s: Server);
+}
+
+unsafe extern "C" fn child_init_trampoline<H: ChildInitHook>(p: *mut sys::apr_pool_t, s: *mut sys::server_rec) {
+    // SAFETY: Apache passes the child pool and the main server_rec.
+    let (server, pool) = unsafe { (Server::from_raw(s), Pool::from_raw(p)) };
+    if catch_unwind(AssertUnwindSafe(|| H::run(pool, server))).is_err() {
+        log::error(s, log::APLOG_CRIT, 0, "mod_py: internal error (panic) in child_init");
+    }
+}
+
+pub fn hook_child_init<H: ChildInitHook>(order: Order) {
+    // SAFETY: registration during register_hooks.
+    unsafe { sys::ap_hook_child_init(Some(child_init_trampoline::<H>), null(), null(), order.raw()) }
+}
+
+/// The MPM's name ("event", "worker", "prefork") and whether it runs threads.
+pub fn mpm_is_threaded() -> bool {
+    let mut v: c_int = 0;
+    // SAFETY: ap_mpm_query writes one int.
+    unsafe { sys::ap_mpm_query(sys::AP_MPMQ_IS_THREADED as c_int, &mut v) };
+    v != sys::AP_MPMQ_NOT_SUPPORTED as c_int
+}

@@ -1,0 +1,78 @@
+//! server_rec: a (virtual) server of the configuration.
+
+use super::pool::{cstr, Gone};
+use crate::sys;
+
+/// server_recs live in the configuration pool: in a child, until the child exits, so a
+/// Server handle needs no liveness flag.
+#[derive(Clone, Copy)]
+pub struct Server {
+    s: *mut sys::server_rec,
+}
+
+// SAFETY: server_recs are read-only after configuration and live for the child's lifetime.
+unsafe impl Send for Server {}
+unsafe impl Sync for Server {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerStr {
+    ServerHostname,
+    ServerAdmin,
+    ErrorFname,
+    DefnName,
+    Path,
+    ServerScheme,
+}
+
+impl Server {
+    /// # Safety
+    /// `s` must be a server_rec of the running configuration.
+    pub unsafe fn from_raw(s: *mut sys::server_rec) -> Server {
+        Server { s }
+    }
+
+    pub fn get(&self) -> Result<&sys::server_rec, Gone> {
+        // SAFETY: see the type's comment.
+        Ok(unsafe { &*self.s })
+    }
+
+    pub fn str_field(&self, f: ServerStr) -> Option<&[u8]> {
+        // SAFETY: see the type's comment.
+        let s = unsafe { &*self.s };
+        let p = match f {
+            ServerStr::ServerHostname => s.server_hostname,
+            ServerStr::ServerAdmin => s.server_admin,
+            ServerStr::ErrorFname => s.error_fname,
+            ServerStr::DefnName => s.defn_name as *mut _,
+            ServerStr::Path => s.path as *mut _,
+            ServerStr::ServerScheme => s.server_scheme as *mut _,
+        };
+        // SAFETY: NULL or NUL-terminated configuration strings.
+        unsafe { cstr(p) }
+    }
+
+    /// The loglevel of this server's main log config.
+    pub fn loglevel(&self) -> i32 {
+        // SAFETY: see the type's comment.
+        unsafe { (*self.s).log.level }
+    }
+
+    pub fn next(&self) -> Option<Server> {
+        // SAFETY: see the type's comment.
+        let n = unsafe { (*self.s).next };
+        (!n.is_null()).then_some(Server { s: n })
+    }
+
+    pub fn config(&self) -> &crate::config::ServerConfig {
+        // SAFETY: see the type's comment.
+        unsafe { super::config::server_config(self.s) }
+    }
+
+    pub fn log_error(&self, level: i32, status: i32, msg: &str) {
+        super::log::error(self.s, level, status, msg);
+    }
+
+    pub fn as_ptr(&self) -> *mut sys::server_rec {
+        self.s
+    }
+}

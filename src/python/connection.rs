@@ -1,0 +1,98 @@
+//! modpy.apache.Connection: conn_rec under its C names (plus mod_python's remote_ip).
+
+use super::convert::{gone, py_opt_str};
+use super::server::Server;
+use super::table::Table;
+use crate::apache::connection::ConnStr;
+use crate::apache::{self, log};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+#[pyclass(module = "modpy.apache", name = "Connection", frozen)]
+pub struct Connection {
+    inner: apache::Connection,
+}
+
+impl Connection {
+    pub fn new(inner: apache::Connection) -> Connection {
+        Connection { inner }
+    }
+
+    fn s<'py>(&self, py: Python<'py>, f: ConnStr) -> PyResult<Option<Bound<'py, PyString>>> {
+        Ok(py_opt_str(py, self.inner.get().map_err(gone)?.str_field(f)))
+    }
+}
+
+#[pymethods]
+impl Connection {
+    #[getter]
+    fn client_ip<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.s(py, ConnStr::ClientIp)
+    }
+    /// mod_python / Apache 2.2 name of client_ip.
+    #[getter]
+    fn remote_ip<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.s(py, ConnStr::ClientIp)
+    }
+    #[getter]
+    fn remote_host<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.s(py, ConnStr::RemoteHost)
+    }
+    #[getter]
+    fn remote_logname<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.s(py, ConnStr::RemoteLogname)
+    }
+    #[getter]
+    fn local_ip<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.s(py, ConnStr::LocalIp)
+    }
+    #[getter]
+    fn local_host<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.s(py, ConnStr::LocalHost)
+    }
+    #[getter]
+    fn log_id<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.s(py, ConnStr::LogId)
+    }
+    /// (client_ip, port), as mod_python's remote_addr.
+    #[getter]
+    fn remote_addr<'py>(&self, py: Python<'py>) -> PyResult<(Option<Bound<'py, PyString>>, u16)> {
+        let c = self.inner.get().map_err(gone)?;
+        Ok((py_opt_str(py, c.str_field(ConnStr::ClientIp)), c.ports().1))
+    }
+    #[getter]
+    fn local_addr<'py>(&self, py: Python<'py>) -> PyResult<(Option<Bound<'py, PyString>>, u16)> {
+        let c = self.inner.get().map_err(gone)?;
+        Ok((py_opt_str(py, c.str_field(ConnStr::LocalIp)), c.ports().0))
+    }
+    #[getter]
+    fn id(&self) -> PyResult<i64> {
+        Ok(self.inner.get().map_err(gone)?.rec().id)
+    }
+    #[getter]
+    fn keepalive(&self) -> PyResult<i64> {
+        Ok(self.inner.get().map_err(gone)?.rec().keepalive as i64)
+    }
+    #[getter]
+    fn keepalives(&self) -> PyResult<i64> {
+        Ok(self.inner.get().map_err(gone)?.rec().keepalives as i64)
+    }
+    #[getter]
+    fn aborted(&self) -> PyResult<bool> {
+        Ok(self.inner.get().map_err(gone)?.aborted())
+    }
+    #[getter]
+    fn notes(&self) -> PyResult<Table> {
+        Ok(Table::new(self.inner.get().map_err(gone)?.notes()))
+    }
+    #[getter]
+    fn base_server(&self) -> PyResult<Server> {
+        Ok(Server::new(self.inner.get().map_err(gone)?.base_server()))
+    }
+
+    #[pyo3(signature = (message, level=log::APLOG_ERR))]
+    fn log_error(&self, message: &str, level: i32) -> PyResult<()> {
+        self.inner.get().map_err(gone)?.log_error(level, 0, message);
+        Ok(())
+    }
+}

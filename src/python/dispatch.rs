@@ -1,0 +1,267 @@
+//! Handler dispatch, mod_python semantics: import `module` (from the <Directory> of the
+//! directive, PythonPath applied, re-imported when its file changed and PythonAutoReload is
+//! on), call `function(req)`, and turn its result or exception into an Apache status.
+
+use super::convert::py_str;
+use super::request::Request;
+use crate::apache::{self, log};
+use crate::config::HandlerEntry;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyModule, PyString};
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+pub const OK: i32 = crate::sys::OK as i32;
+pub const DECLINED: i32 = crate::sys::DECLINED;
+pub const DONE: i32 = crate::sys::DONE;
+pub const HTTP_INTERNAL_SERVER_ERROR: i32 = crate::sys::HTTP_INTERNAL_SERVER_ERROR as i32;
+
+thread_local! {
+    /// Requests being served on this thread (a stack: internal redirects nest), so that
+    /// Python logging and print() land in the error log with the request's context.
+    static CURRENT: RefCell<Vec<apache::Request>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Logs with the context of the request this thread is serving, if any.
+pub fn log_in_context(level: i32, message: &str) {
+    let current = CURRENT.with(|c| c.borrow().last().cloned());
+    let logged = match current.as_ref().and_then(|r| r.get().ok()) {
+        Some(r) => {
+            r.log_error(level, 0, message);
+            true
+        }
+        None => false,
+    };
+    if !logged {
+        match super::main_server() {
+            Some(s) => s.log_error(level, 0, message),
+            None => log::error(std::ptr::null(), level, 0, message),
+        }
+    }
+}
+
+struct Serving;
+
+impl Serving {
+    fn enter(req: &apache::Request) -> Serving {
+        CURRENT.with(|c| c.borrow_mut().push(req.clone()));
+        Serving
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.borrow_mut().pop());
+    }
+}
+
+/// name -> (file, mtime) of handler modules imported by mod_py, for PythonAutoReload.
+static MTIMES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+/// The PythonPath expression last applied (evaluated only when it changes, as mod_python).
+static APPLIED_PATH: Mutex<Option<String>> = Mutex::new(None);
+
+fn file_mtime(path: &str) -> Option<f64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
+}
+
+fn apply_python_path(py: Python<'_>, expr: &str) -> PyResult<()> {
+    {
+        let applied = APPLIED_PATH.lock().unwrap_or_else(|e| e.into_inner());
+        if applied.as_deref() == Some(expr) {
+            return Ok(());
+        }
+    }
+    let sys = py.import("sys")?;
+    let globals = PyDict::new(py);
+    globals.set_item("sys", &sys)?;
+    globals.set_item("os", py.import("os")?)?;
+    let code = std::ffi::CString::new(expr)?;
+    let value = py.eval(&code, Some(&globals), None)?;
+    let list = value
+        .cast::<PyList>()
+        .map_err(|_| PyTypeError::new_err(format!("PythonPath {expr} does not give a list")))?;
+    sys.getattr("path")?.set_item(pyo3::types::PySlice::full(py), list)?;
+    *APPLIED_PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(expr.to_string());
+    Ok(())
+}
+
+/// Imports (or re-imports, when its file changed and autoreload is on) a handler module.
+pub fn import_handler_module<'py>(
+    py: Python<'py>,
+    name: &str,
+    directory: Option<&str>,
+    autoreload: bool,
+) -> PyResult<Bound<'py, PyModule>> {
+    let sys = py.import("sys")?;
+    if let Some(dir) = directory {
+        let path = sys.getattr("path")?.cast_into::<PyList>()?;
+        if !path.contains(dir)? {
+            path.insert(0, dir)?;
+        }
+    }
+    let mtimes = MTIMES.get_or_init(py, || PyDict::new(py).unbind()).bind(py);
+    let modules = sys.getattr("modules")?;
+    if let Ok(m) = modules.get_item(name) {
+        if let Ok(m) = m.cast_into::<PyModule>() {
+            if !autoreload {
+                return Ok(m);
+            }
+            let known = mtimes.get_item(name)?;
+            let Some(known) = known else { return Ok(m) };
+            let (file, mtime): (String, Option<f64>) = known.extract()?;
+            if file_mtime(&file) == mtime {
+                return Ok(m);
+            }
+            let m = py.import("importlib")?.call_method1("reload", (m,))?.cast_into::<PyModule>()?;
+            mtimes.set_item(name, (&file, file_mtime(&file)))?;
+            return Ok(m);
+        }
+    }
+    let m = py.import("importlib")?.call_method1("import_module", (name,))?.cast_into::<PyModule>()?;
+    if let Ok(file) = m.getattr("__file__").and_then(|f| f.extract::<String>()) {
+        let mtime = file_mtime(&file);
+        mtimes.set_item(name, (file, mtime))?;
+    }
+    Ok(m)
+}
+
+/// `function` may be dotted (`obj.method`), as in mod_python.
+fn resolve<'py>(module: &Bound<'py, PyModule>, function: &str) -> PyResult<Bound<'py, PyAny>> {
+    let mut obj = module.clone().into_any();
+    for part in function.split('.') {
+        obj = obj.getattr(part)?;
+    }
+    Ok(obj)
+}
+
+/// How a handler ended.
+enum Outcome {
+    Status(i32),
+    /// An exception or a bad return value, already described.
+    Failed(PyErr),
+}
+
+fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: bool) -> Outcome {
+    let (module, function) = e.module_and_function("handler");
+    let result = import_handler_module(py, module, e.directory.as_deref(), autoreload)
+        .and_then(|m| resolve(&m, function))
+        .and_then(|f| f.call1((pyreq.clone_ref(py),)));
+    match result {
+        Ok(v) => match v.extract::<i32>() {
+            Ok(rc) if rc == OK || rc == DECLINED || rc == DONE || (100..=599).contains(&rc) => Outcome::Status(rc),
+            _ => Outcome::Failed(PyTypeError::new_err(format!(
+                "handler '{}' returned {} ({}), not apache.OK, DECLINED, DONE or an HTTP status",
+                e.handler,
+                v.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                v.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string()),
+            ))),
+        },
+        Err(err) if err.is_instance_of::<super::module::SERVER_RETURN>(py) => {
+            let arg = err.value(py).getattr("args").ok().and_then(|a| a.get_item(0).ok());
+            match arg {
+                None => Outcome::Status(OK),
+                Some(a) if a.is_none() => Outcome::Status(OK),
+                Some(a) => match a.extract::<i32>() {
+                    Ok(rc) => Outcome::Status(rc),
+                    Err(_) => Outcome::Failed(err),
+                },
+            }
+        }
+        Err(err) => Outcome::Failed(err),
+    }
+}
+
+fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = py
+        .import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)));
+    match formatted {
+        Ok(s) => s.to_string(),
+        Err(_) => err.to_string(),
+    }
+}
+
+/// Logs a failed handler's traceback, one error-log line per traceback line, each with the
+/// request's context, and (PythonDebug On) sends it to the client.
+fn report_failure(py: Python<'_>, req: &apache::Request, phase: &str, e: &HandlerEntry, err: &PyErr, debug: bool) -> i32 {
+    let tb = format_traceback(py, err);
+    let Ok(r) = req.get() else { return HTTP_INTERNAL_SERVER_ERROR };
+    let uri = r.str_field(apache::request::StrField::Uri).map(|u| py_str(py, u).to_string()).unwrap_or_default();
+    r.log_error(log::APLOG_ERR, 0, &format!("mod_py: {phase} '{}' failed for {uri}:", e.handler));
+    for line in tb.lines() {
+        r.log_error(log::APLOG_ERR, 0, line);
+    }
+    if !debug {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    let body = format!("mod_py: {phase} '{}' failed for {uri}\n\n{tb}", e.handler);
+    r.set_status(HTTP_INTERNAL_SERVER_ERROR);
+    let _ = r.set_str_field(apache::request::StrField::ContentType, Some(b"text/plain; charset=utf-8"));
+    drop(r);
+    let sent = py.detach(|| req.get().map(|r| r.write(body.as_bytes(), true).is_ok()).unwrap_or(false));
+    if sent {
+        DONE
+    } else {
+        HTTP_INTERNAL_SERVER_ERROR
+    }
+}
+
+/// Runs a phase's handlers in order until one returns something other than OK; returns that
+/// (or OK, or DECLINED when no handler applied to this request).
+pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]) -> i32 {
+    super::embed::prime_thread();
+    Python::attach(|py| {
+        let Ok(r) = req.get() else { return HTTP_INTERNAL_SERVER_ERROR };
+        let config = r.per_dir_config().clone();
+        let filename = r.str_field(apache::request::StrField::Filename).map(<[u8]>::to_vec);
+        drop(r);
+        let _serving = Serving::enter(req);
+        let pyreq = match Request::of(py, req) {
+            Ok(p) => p,
+            Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
+        };
+        if let Some(expr) = &config.python_path {
+            if let Err(err) = apply_python_path(py, expr) {
+                let e = HandlerEntry { handler: format!("PythonPath {expr}"), extensions: vec![], directory: None };
+                return report_failure(py, req, "setting", &e, &err, config.debug());
+            }
+        }
+        let mut rc = DECLINED;
+        for e in entries.iter().filter(|e| e.applies_to(filename.as_deref())) {
+            rc = match call_one(py, &pyreq, e, config.autoreload()) {
+                Outcome::Status(rc) => rc,
+                Outcome::Failed(err) => report_failure(py, req, phase, e, &err, config.debug()),
+            };
+            if rc != OK {
+                break;
+            }
+        }
+        // Output written with flush=0 goes down before Apache finishes the response.
+        let flushed = py.detach(|| req.get().map(|r| r.finish_output()));
+        if let Ok(Err(io)) = flushed {
+            log_in_context(log::APLOG_INFO, &format!("mod_py: {io}"));
+        }
+        rc
+    })
+}
+
+/// Runs a cleanup registered from Python (request or child pool), logging its exceptions.
+pub fn run_cleanup(server: apache::Server, callable: Py<PyAny>, data: Py<PyAny>) {
+    if !super::embed::is_initialized() {
+        return;
+    }
+    super::embed::prime_thread();
+    Python::attach(|py| {
+        if let Err(err) = callable.call1(py, (data,)) {
+            let tb = format_traceback(py, &err);
+            server.log_error(log::APLOG_ERR, 0, "mod_py: a registered cleanup raised:");
+            for line in tb.lines() {
+                server.log_error(log::APLOG_ERR, 0, line);
+            }
+        }
+    });
+}

@@ -1,0 +1,78 @@
+//! Interpreter lifecycle through the Python C-API: the only unsafe code above src/apache,
+//! because starting an embedded interpreter has no safe pyo3 equivalent that lets us fix
+//! Python's home (DESIGN.md: never guessed from PATH) and keep per-thread states.
+
+use pyo3::ffi;
+use std::cell::Cell;
+use std::ffi::CString;
+
+/// Starts the one interpreter of this process: Python's home fixed to `home` (the Python
+/// mod_py was built against, or WSGIPythonHome), no signal handlers (signals belong to
+/// Apache), no user site-packages; the GIL is released before returning.
+pub fn initialize(home: &str, executable: &str) -> Result<(), String> {
+    // SAFETY: called once per process, from child_init, before any other Python use; the
+    // config struct is initialised by PyConfig_InitPythonConfig and cleared after use.
+    unsafe {
+        if ffi::Py_IsInitialized() != 0 {
+            return Ok(());
+        }
+        pyo3::append_to_inittab!(_modpy_module);
+        let mut config: ffi::PyConfig = std::mem::zeroed();
+        ffi::PyConfig_InitPythonConfig(&mut config);
+        config.install_signal_handlers = 0;
+        config.parse_argv = 0;
+        config.user_site_directory = 0;
+        let home_c = CString::new(home).map_err(|e| e.to_string())?;
+        let exe_c = CString::new(executable).map_err(|e| e.to_string())?;
+        let mut status = ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home_c.as_ptr());
+        if ffi::PyStatus_Exception(status) == 0 {
+            status = ffi::PyConfig_SetBytesString(&mut config, &mut config.program_name, exe_c.as_ptr());
+        }
+        if ffi::PyStatus_Exception(status) == 0 {
+            status = ffi::Py_InitializeFromConfig(&config);
+        }
+        ffi::PyConfig_Clear(&mut config);
+        if ffi::PyStatus_Exception(status) != 0 {
+            let msg = if status.err_msg.is_null() {
+                "unknown error".to_string()
+            } else {
+                std::ffi::CStr::from_ptr(status.err_msg).to_string_lossy().into_owned()
+            };
+            return Err(format!("Python failed to start (home {home}): {msg}"));
+        }
+        // This thread's state stays (see prime_thread); only the GIL is released.
+        PRIMED.with(|p| p.set(true));
+        ffi::PyEval_SaveThread();
+    }
+    Ok(())
+}
+
+thread_local! {
+    static PRIMED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Gives the calling Apache thread a Python thread state that lives as long as the thread,
+/// so that each request's attach/detach only takes and drops the GIL instead of creating and
+/// destroying a thread state (what PyGILState_Ensure/Release do on a thread without one).
+pub fn prime_thread() {
+    PRIMED.with(|p| {
+        if !p.get() {
+            // SAFETY: the interpreter is initialised (child_init ran); the GILState count taken
+            // here is never released, which keeps the thread state; SaveThread drops the GIL.
+            unsafe {
+                if ffi::Py_IsInitialized() != 0 {
+                    ffi::PyGILState_Ensure();
+                    ffi::PyEval_SaveThread();
+                    p.set(true);
+                }
+            }
+        }
+    });
+}
+
+pub fn is_initialized() -> bool {
+    // SAFETY: a plain query, valid at any time.
+    unsafe { ffi::Py_IsInitialized() != 0 }
+}
+
+use super::module::_modpy as _modpy_module;

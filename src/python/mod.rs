@@ -1,0 +1,127 @@
+//! The Python layer: pyo3 classes over src/apache, handler dispatch, interpreter lifecycle.
+//! Python starts in each child (child_init), never in the Apache parent.
+
+mod connection;
+mod convert;
+pub mod dispatch;
+mod embed;
+mod module;
+mod request;
+mod server;
+mod table;
+
+use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, RequestHook};
+use crate::apache::pool::Pool;
+use crate::apache::{log, Server};
+use pyo3::prelude::*;
+use std::sync::OnceLock;
+
+/// The Python mod_py was built against: its home and executable (see build.rs).
+const PYTHON_HOME: &str = env!("MODPY_PYTHON_HOME");
+const PYTHON_EXECUTABLE: &str = env!("MODPY_PYTHON_EXECUTABLE");
+/// Where the `modpy` package lives: MODPY_PYLIB in Apache's environment, else the
+/// checkout mod_py was built from.
+const PYLIB_DEFAULT: &str = env!("MODPY_PYLIB_DEFAULT");
+
+static MAIN_SERVER: OnceLock<Server> = OnceLock::new();
+static CHILD_POOL: OnceLock<Pool> = OnceLock::new();
+
+pub fn main_server() -> Option<Server> {
+    MAIN_SERVER.get().copied()
+}
+
+/// Runs `f` when this child exits (server.register_cleanup).
+pub fn register_child_cleanup(f: Box<dyn FnOnce() + Send>) {
+    if let Some(p) = CHILD_POOL.get() {
+        p.register_cleanup(f);
+    }
+}
+
+pub fn register_hooks() {
+    hooks::hook_child_init::<ChildInit>(Order::Middle);
+    hooks::hook_handler::<ContentHandler>(Order::Middle);
+}
+
+/// The handler names `SetHandler` / `AddHandler` may use for mod_py.
+fn is_our_handler(h: &[u8]) -> bool {
+    matches!(h, b"modpy" | b"mod_py" | b"mod_python" | b"python-program")
+}
+
+struct ContentHandler;
+
+impl RequestHook for ContentHandler {
+    fn run(hr: &HookRequest) -> i32 {
+        if !hr.handler().is_some_and(is_our_handler) {
+            return dispatch::DECLINED;
+        }
+        let req = hr.request();
+        let Ok(r) = req.get() else { return dispatch::HTTP_INTERNAL_SERVER_ERROR };
+        let handlers = r.per_dir_config().content_handlers();
+        if handlers.is_empty() {
+            r.log_error(
+                log::APLOG_ERR,
+                0,
+                "mod_py: SetHandler modpy is in effect here but no PythonHandler is configured",
+            );
+            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
+        }
+        drop(r);
+        if !embed::is_initialized() {
+            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
+        }
+        dispatch::run_handlers(&req, "PythonHandler", &handlers)
+    }
+}
+
+struct ChildInit;
+
+impl ChildInitHook for ChildInit {
+    fn run(pchild: Pool, s: Server) {
+        let _ = MAIN_SERVER.set(s);
+        let _ = CHILD_POOL.set(pchild);
+        if let Err(e) = embed::initialize(PYTHON_HOME, PYTHON_EXECUTABLE) {
+            s.log_error(log::APLOG_CRIT, 0, &format!("mod_py: {e}"));
+            return;
+        }
+        let pylib = std::env::var("MODPY_PYLIB").unwrap_or_else(|_| PYLIB_DEFAULT.to_string());
+        embed::prime_thread();
+        Python::attach(|py| {
+            if let Err(err) = start_modpy(py, &pylib, s) {
+                let msg = format!("mod_py: cannot load the modpy package from {pylib}: {err}");
+                s.log_error(log::APLOG_CRIT, 0, &msg);
+            }
+            python_imports(py, s);
+        });
+        pchild.register_cleanup(Box::new(|| {
+            Python::attach(|py| {
+                let _ = py.import("modpy").and_then(|m| m.call_method0("_child_exit"));
+            })
+        }));
+    }
+}
+
+fn start_modpy(py: Python<'_>, pylib: &str, s: Server) -> PyResult<()> {
+    let path = py.import("sys")?.getattr("path")?;
+    if !path.contains(pylib)? {
+        path.call_method1("insert", (0, pylib))?;
+    }
+    py.import("modpy")?.call_method1("_child_init", (s.loglevel(),))?;
+    Ok(())
+}
+
+/// `PythonImport module interpreter` lines of every server, in order, each at most once.
+fn python_imports(py: Python<'_>, main: Server) {
+    let mut seen = std::collections::HashSet::new();
+    let mut server = Some(main);
+    while let Some(s) = server {
+        for (module, _interp) in &s.config().imports {
+            if !seen.insert(module.clone()) {
+                continue;
+            }
+            if let Err(err) = dispatch::import_handler_module(py, module, None, false) {
+                s.log_error(log::APLOG_ERR, 0, &format!("mod_py: PythonImport {module} failed: {err}"));
+            }
+        }
+        server = s.next();
+    }
+}

@@ -1,0 +1,84 @@
+//! `_modpy`, the built-in module behind `modpy.apache`: the classes, the constants derived
+//! from the C headers, SERVER_RETURN and the log entry point used by Python `logging`.
+
+use super::connection::Connection;
+use super::request::Request;
+use super::server::Server;
+use super::table::Table;
+use crate::apache::log;
+use crate::config::DirConfig;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+include!(concat!(env!("OUT_DIR"), "/constants.rs"));
+
+pyo3::create_exception!(
+    modpy.apache,
+    SERVER_RETURN,
+    pyo3::exceptions::PyException,
+    "raise SERVER_RETURN(status) ends a handler with that status (mod_python)."
+);
+
+/// The exception a body read raises for an HTTP status (e.g. 413 or 400 from Apache).
+pub fn server_return(_py: Python<'_>, status: i32) -> PyErr {
+    SERVER_RETURN::new_err(status)
+}
+
+/// Logs `message` at Apache `level`: against the request being served on this thread if
+/// there is one (so the line carries its client and log id), else the main server.
+#[pyfunction]
+#[pyo3(signature = (level, message))]
+fn log_error(level: i32, message: &str) {
+    super::dispatch::log_in_context(level, message);
+}
+
+/// The main server_rec of this child.
+#[pyfunction]
+fn main_server() -> Option<Server> {
+    super::main_server().map(Server::new)
+}
+
+/// True for event and worker, False for prefork.
+#[pyfunction]
+fn mpm_is_threaded() -> bool {
+    crate::apache::hooks::mpm_is_threaded()
+}
+
+#[pymodule]
+pub fn _modpy(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Request>()?;
+    m.add_class::<Table>()?;
+    m.add_class::<Connection>()?;
+    m.add_class::<Server>()?;
+    m.add("SERVER_RETURN", m.py().get_type::<SERVER_RETURN>())?;
+    for (name, value) in CONSTANTS {
+        m.add(*name, *value)?;
+    }
+    m.add("version", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(log_error, m)?)?;
+    m.add_function(wrap_pyfunction!(main_server, m)?)?;
+    m.add_function(wrap_pyfunction!(mpm_is_threaded, m)?)?;
+    m.add("APLOG_DEFAULT_ERR", log::APLOG_ERR)?;
+    Ok(())
+}
+
+/// req.get_config(): the directives in effect, by their names.
+pub fn config_dict<'py>(py: Python<'py>, c: &DirConfig) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("PythonDebug", if c.debug() { "1" } else { "0" })?;
+    d.set_item("PythonAutoReload", if c.autoreload() { "1" } else { "0" })?;
+    if let Some(p) = &c.python_path {
+        d.set_item("PythonPath", p)?;
+    }
+    if let Some(i) = &c.interpreter {
+        d.set_item("PythonInterpreter", i)?;
+    }
+    if let Some(m) = &c.handler_module {
+        d.set_item("PythonHandlerModule", m)?;
+    }
+    let handlers: Vec<String> = c.content_handlers().into_iter().map(|h| h.handler).collect();
+    if !handlers.is_empty() {
+        d.set_item("PythonHandler", handlers.join(" "))?;
+    }
+    Ok(d)
+}

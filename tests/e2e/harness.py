@@ -1,0 +1,205 @@
+"""Starts real Apache instances for mod_py's end-to-end tests (and for scripts/serve).
+
+Each instance gets its own ServerRoot in a temp dir, a free loopback port, its own pid file and
+error log, a small explicit environment, and its own session (prefork signals its process
+group on shutdown). Stop it with stop(); it is killed by PID.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import http.client
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = Path("/usr/lib/apache2/modules")
+APACHE2 = shutil.which("apache2", path="/usr/sbin:/usr/bin") or "/usr/sbin/apache2"
+MODPY_SO = Path(os.environ.get("MODPY_SO", ROOT / "target" / "release" / "libmod_py.so"))
+MPMS = ("event", "worker", "prefork")
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def apache_user() -> str | None:
+    """Children run as www-data when we are root (as in production), else as ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("www-data")
+        return "www-data"
+    except KeyError:
+        return "nobody"
+
+
+def make_readable(path: Path) -> None:
+    """Apache's non-root children must read what they load."""
+    for p in [path, *path.rglob("*")]:
+        mode = p.stat().st_mode
+        p.chmod(mode | (0o755 if p.is_dir() else 0o644))
+
+
+class Apache:
+    def __init__(
+        self,
+        body: str,
+        mpm: str = "event",
+        loglevel: str = "info",
+        env: dict[str, str] | None = None,
+        threads: int = 8,
+        processes: int = 2,
+        max_requests: int = 0,
+        extra_modules: tuple[str, ...] = (),
+        load_modpy: bool = True,
+        root: Path | None = None,
+    ) -> None:
+        self.mpm = mpm
+        self.root = root or Path(tempfile.mkdtemp(prefix=f"modpy-{mpm}-"))
+        os.chmod(self.root, 0o755)
+        (self.root / "htdocs").mkdir(exist_ok=True)
+        self.port = free_port()
+        self.env = dict(CLEAN_ENV, MODPY_PYLIB=str(self.pylib()), **(env or {}))
+        self.proc: subprocess.Popen[bytes] | None = None
+        mods = ["authz_core", "mime", "alias", "dir", *extra_modules]
+        user = apache_user()
+        if mpm == "prefork":
+            mpm_conf = f"StartServers {processes}\nMinSpareServers {processes}\nMaxSpareServers {processes * 4}\nMaxRequestWorkers {threads * processes}\nServerLimit {threads * processes}"
+        else:
+            mpm_conf = (
+                f"StartServers {processes}\nServerLimit {processes * 2}\nThreadsPerChild {threads}\n"
+                f"MaxRequestWorkers {threads * processes}\nMinSpareThreads {threads}\n"
+                f"MaxSpareThreads {threads * processes * 2}\nThreadLimit {threads}"
+            )
+        lines = [
+            f"ServerRoot {self.root}",
+            f"Listen 127.0.0.1:{self.port}",
+            f"PidFile {self.root}/httpd.pid",
+            f"ErrorLog {self.root}/error.log",
+            f"LogLevel {loglevel}",
+            "ServerName 127.0.0.1",
+            f"LoadModule mpm_{mpm}_module {MODULES}/mod_mpm_{mpm}.so",
+            *(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in mods),
+            f"LoadModule py_module {MODPY_SO}" if load_modpy else "",
+            f"User {user}\nGroup {user}" if user else "",
+            "TypesConfig /etc/mime.types",
+            f"DocumentRoot {self.root}/htdocs",
+            f"MaxConnectionsPerChild {max_requests}",
+            "KeepAliveTimeout 5",
+            "Timeout 30",
+            "GracefulShutdownTimeout 5",
+            mpm_conf,
+            f"Mutex file:{self.root} default",
+            body.replace("@ROOT@", str(self.root)),
+        ]
+        self.conf = self.root / "httpd.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+
+    def pylib(self) -> Path:
+        return ROOT / "pylib"
+
+    @property
+    def error_log(self) -> Path:
+        return self.root / "error.log"
+
+    def log_text(self) -> str:
+        try:
+            return self.error_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def configtest(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [APACHE2, "-f", str(self.conf), "-t"], env=self.env, capture_output=True, text=True
+        )
+
+    def start(self, timeout: float = 15.0) -> "Apache":
+        make_readable(self.root)
+        self.proc = subprocess.Popen(
+            [APACHE2, "-f", str(self.conf), "-DFOREGROUND"],
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+                raise RuntimeError(f"apache exited ({self.proc.returncode}): {out}\n{self.log_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"apache did not listen on {self.port}\n{self.log_text()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def graceful(self) -> None:
+        os.kill(self.pid, signal.SIGUSR1)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # children that outlived the parent (should not happen) are killed by PID
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.headers, r.read()
+        finally:
+            c.close()
+
+    def get(self, path: str, **kw) -> tuple[int, http.client.HTTPMessage, bytes]:
+        return self.request("GET", path, **kw)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> "Apache":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
