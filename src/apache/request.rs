@@ -403,6 +403,16 @@ impl<'a> RequestRef<'a> {
         self.pass_out()
     }
 
+    /// Drops output written with flush=0 that has not been passed down yet.
+    pub fn discard_pending_output(&self) {
+        let st = self.state();
+        st.pending = 0;
+        if !st.out.is_null() {
+            // SAFETY: our brigade; its buckets are destroyed.
+            unsafe { sys::apr_brigade_cleanup(st.out as *mut c_void) };
+        }
+    }
+
     /// Sends a file (or part of it) as a file bucket: no copy through user space.
     pub fn sendfile(&self, path: &[u8], offset: i64, len: Option<i64>) -> Result<i64, IoError> {
         let path = c_string(path);

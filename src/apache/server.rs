@@ -68,6 +68,12 @@ impl Server {
         unsafe { super::config::server_config(self.s) }
     }
 
+    /// mod_py's directives at server level (outside any section): s->lookup_defaults.
+    pub fn dir_config(&self) -> &crate::config::DirConfig {
+        // SAFETY: see the type's comment.
+        unsafe { super::config::dir_config((*self.s).lookup_defaults) }
+    }
+
     pub fn log_error(&self, level: i32, status: i32, msg: &str) {
         super::log::error(self.s, level, status, msg);
     }

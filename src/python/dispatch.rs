@@ -67,7 +67,7 @@ fn file_mtime(path: &str) -> Option<f64> {
     Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
 }
 
-fn apply_python_path(py: Python<'_>, expr: &str) -> PyResult<()> {
+pub fn apply_python_path(py: Python<'_>, expr: &str) -> PyResult<()> {
     {
         let applied = APPLIED_PATH.lock().unwrap_or_else(|e| e.into_inner());
         if applied.as_deref() == Some(expr) {
@@ -177,7 +177,7 @@ fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: b
 fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|tb| tb.call_method1("format_exception", (err.get_type(py), err.value(py), err.traceback(py))))
         .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)));
     match formatted {
         Ok(s) => s.to_string(),
@@ -190,6 +190,8 @@ fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
 fn report_failure(py: Python<'_>, req: &apache::Request, phase: &str, e: &HandlerEntry, err: &PyErr, debug: bool) -> i32 {
     let tb = format_traceback(py, err);
     let Ok(r) = req.get() else { return HTTP_INTERNAL_SERVER_ERROR };
+    // Half-written output of a failed handler is dropped, never passed on as if whole.
+    r.discard_pending_output();
     let uri = r.str_field(apache::request::StrField::Uri).map(|u| py_str(py, u).to_string()).unwrap_or_default();
     r.log_error(log::APLOG_ERR, 0, &format!("mod_py: {phase} '{}' failed for {uri}:", e.handler));
     for line in tb.lines() {

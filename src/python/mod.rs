@@ -109,11 +109,21 @@ fn start_modpy(py: Python<'_>, pylib: &str, s: Server) -> PyResult<()> {
     Ok(())
 }
 
-/// `PythonImport module interpreter` lines of every server, in order, each at most once.
+/// `PythonImport module interpreter` lines of every server, in order, each at most once,
+/// after the server-level PythonPath is applied (as mod_python does).
 fn python_imports(py: Python<'_>, main: Server) {
     let mut seen = std::collections::HashSet::new();
     let mut server = Some(main);
     while let Some(s) = server {
+        if s.config().imports.is_empty() {
+            server = s.next();
+            continue;
+        }
+        if let Some(expr) = &s.dir_config().python_path {
+            if let Err(err) = dispatch::apply_python_path(py, expr) {
+                s.log_error(log::APLOG_ERR, 0, &format!("mod_py: PythonPath {expr} failed: {err}"));
+            }
+        }
         for (module, _interp) in &s.config().imports {
             if !seen.insert(module.clone()) {
                 continue;

@@ -45,6 +45,8 @@ def apache(mpm: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., A
         a.stop()
         if failed is not None and failed.failed:
             print(f"\n--- error log of {a.mpm} instance {a.root} ---\n{a.log_text()[-4000:]}")
+        else:
+            a.remove()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

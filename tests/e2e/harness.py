@@ -169,6 +169,10 @@ class Apache:
             pass
         self.proc = None
 
+    def remove(self) -> None:
+        """Deletes the instance's ServerRoot (after stop())."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def children(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
@@ -178,8 +182,10 @@ class Apache:
         timeout: float = 30.0,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = headers or {}
+        chunked = headers.get("Transfer-Encoding") == "chunked"
         try:
-            c.request(method, path, body=body, headers=headers or {})
+            c.request(method, path, body=body, headers=headers, encode_chunked=chunked)
             r = c.getresponse()
             return r.status, r.headers, r.read()
         finally:

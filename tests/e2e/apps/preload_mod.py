@@ -1,0 +1,3 @@
+import os
+VALUE = "preloaded"
+PID = os.getpid()
