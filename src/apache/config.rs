@@ -80,18 +80,29 @@ unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
         let id = sys::modpy_cmd_id(cmd) as u32;
         let c = &*cmd;
         let name = c.cmd.as_ref().and_then(|r| cstr(r.name)).unwrap_or(b"?");
+        // The directory a handler's module is looked up in: the nearest <Directory>, or the
+        // directory of a .htaccess file (cmd->path there); none inside <Location>, a URL.
+        let mut directory: Option<String> = None;
         let mut in_location = false;
         let mut d = if c.directive.is_null() { std::ptr::null_mut() } else { (*c.directive).parent };
         while !d.is_null() {
             let sect = cstr((*d).directive).unwrap_or_default().to_ascii_lowercase();
             in_location |= sect.starts_with(b"<location");
+            if directory.is_none() && sect == b"<directory" {
+                let arg = String::from_utf8_lossy(cstr((*d).args).unwrap_or_default()).into_owned();
+                let arg = arg.trim().trim_end_matches('>').trim_matches('"').to_string();
+                if arg.starts_with('/') && !arg.contains(['*', '?', '[']) {
+                    directory = Some(arg);
+                }
+            }
             d = (*d).parent;
         }
-        let directory = if in_location {
-            None
-        } else {
-            cstr(c.path).map(|p| String::from_utf8_lossy(p).into_owned())
-        };
+        if directory.is_none() {
+            directory = cstr(c.path)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .filter(|p| p.starts_with('/') && std::path::Path::new(p).is_dir());
+        }
+        let directory = if in_location { None } else { directory };
         Cmd { id, name: String::from_utf8_lossy(name).into_owned(), directory }
     }
 }
