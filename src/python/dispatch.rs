@@ -95,37 +95,35 @@ pub fn import_handler_module<'py>(
     directory: Option<&str>,
     autoreload: bool,
 ) -> PyResult<Bound<'py, PyModule>> {
-    let sys = py.import("sys")?;
     if let Some(dir) = directory {
-        let path = sys.getattr("path")?.cast_into::<PyList>()?;
+        let path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
         if !path.contains(dir)? {
             path.insert(0, dir)?;
         }
     }
+    // PyImport_Import: sys.modules fast path, but waits for a module another thread is
+    // still importing (a bare sys.modules lookup would hand out a half-initialised module).
+    let m = py.import(name)?;
     let mtimes = MTIMES.get_or_init(py, || PyDict::new(py).unbind()).bind(py);
-    let modules = sys.getattr("modules")?;
-    if let Ok(m) = modules.get_item(name) {
-        if let Ok(m) = m.cast_into::<PyModule>() {
-            if !autoreload {
-                return Ok(m);
-            }
-            let known = mtimes.get_item(name)?;
-            let Some(known) = known else { return Ok(m) };
+    match mtimes.get_item(name)? {
+        Some(known) if autoreload => {
             let (file, mtime): (String, Option<f64>) = known.extract()?;
             if file_mtime(&file) == mtime {
                 return Ok(m);
             }
             let m = py.import("importlib")?.call_method1("reload", (m,))?.cast_into::<PyModule>()?;
             mtimes.set_item(name, (&file, file_mtime(&file)))?;
-            return Ok(m);
+            Ok(m)
+        }
+        Some(_) => Ok(m),
+        None => {
+            if let Ok(file) = m.getattr("__file__").and_then(|f| f.extract::<String>()) {
+                let mtime = file_mtime(&file);
+                mtimes.set_item(name, (file, mtime))?;
+            }
+            Ok(m)
         }
     }
-    let m = py.import("importlib")?.call_method1("import_module", (name,))?.cast_into::<PyModule>()?;
-    if let Ok(file) = m.getattr("__file__").and_then(|f| f.extract::<String>()) {
-        let mtime = file_mtime(&file);
-        mtimes.set_item(name, (file, mtime))?;
-    }
-    Ok(m)
 }
 
 /// `function` may be dotted (`obj.method`), as in mod_python.
