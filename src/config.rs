@@ -51,7 +51,10 @@ impl DirConfig {
         options.extend(add.options.iter().cloned());
         DirConfig {
             handlers: add.handlers.clone().or_else(|| base.handlers.clone()),
-            handler_module: add.handler_module.clone().or_else(|| base.handler_module.clone()),
+            handler_module: add
+                .handler_module
+                .clone()
+                .or_else(|| base.handler_module.clone()),
             python_path: add.python_path.clone().or_else(|| base.python_path.clone()),
             options,
             debug: add.debug.or(base.debug),
@@ -196,18 +199,31 @@ mod tests {
 
     #[test]
     fn handler_args_errors() {
-        assert!(parse_handler_args("", None).unwrap_err().contains("at least one"));
-        assert!(parse_handler_args("9bad", None).unwrap_err().contains("module name"));
-        assert!(parse_handler_args("a::b-c", None).unwrap_err().contains("function name"));
-        assert!(parse_handler_args("a |", None).unwrap_err().contains("extensions"));
-        assert!(parse_handler_args("a | py", None).unwrap_err().contains("not a file extension"));
+        assert!(parse_handler_args("", None)
+            .unwrap_err()
+            .contains("at least one"));
+        assert!(parse_handler_args("9bad", None)
+            .unwrap_err()
+            .contains("module name"));
+        assert!(parse_handler_args("a::b-c", None)
+            .unwrap_err()
+            .contains("function name"));
+        assert!(parse_handler_args("a |", None)
+            .unwrap_err()
+            .contains("extensions"));
+        assert!(parse_handler_args("a | py", None)
+            .unwrap_err()
+            .contains("not a file extension"));
         assert!(parse_handler_args("pkg.mod::Obj.method", None).is_ok());
     }
 
     #[test]
     fn merge_and_options() {
         let base = DirConfig {
-            options: vec![("a".into(), Some("1".into())), ("b".into(), Some("2".into()))],
+            options: vec![
+                ("a".into(), Some("1".into())),
+                ("b".into(), Some("2".into())),
+            ],
             debug: Some(true),
             ..Default::default()
         };
@@ -217,7 +233,10 @@ mod tests {
             ..Default::default()
         };
         let m = DirConfig::merge(&base, &add);
-        assert_eq!(m.effective_options(), vec![("a".to_string(), "3".to_string())]);
+        assert_eq!(
+            m.effective_options(),
+            vec![("a".to_string(), "3".to_string())]
+        );
         assert!(m.debug());
         assert!(!m.autoreload());
         assert!(DirConfig::default().autoreload());
@@ -226,7 +245,10 @@ mod tests {
 
     #[test]
     fn handler_module_fallback() {
-        let c = DirConfig { handler_module: Some("mymod".into()), ..Default::default() };
+        let c = DirConfig {
+            handler_module: Some("mymod".into()),
+            ..Default::default()
+        };
         assert_eq!(c.content_handlers()[0].handler, "mymod");
         assert!(DirConfig::default().content_handlers().is_empty());
     }

@@ -9,34 +9,54 @@ use std::ffi::c_void;
 use std::os::raw::{c_char, c_int};
 use std::sync::Arc;
 
-pub unsafe extern "C" fn create_dir_config(p: *mut sys::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
+/// # Safety
+/// Called by Apache only, with the pools and configs it owns.
+pub unsafe extern "C" fn create_dir_config(
+    p: *mut sys::apr_pool_t,
+    _dir: *mut c_char,
+) -> *mut c_void {
     // SAFETY: `p` is the pool Apache gives us; the box lives exactly as long as it.
     unsafe { pool_box(p, DirConfig::default()) as *mut c_void }
 }
 
+/// # Safety
+/// Called by Apache only, with the pools and configs it owns.
 pub unsafe extern "C" fn merge_dir_config(
     p: *mut sys::apr_pool_t,
     base: *mut c_void,
     add: *mut c_void,
 ) -> *mut c_void {
     // SAFETY: both come from create_dir_config/merge_dir_config of this module.
-    let merged = unsafe { DirConfig::merge(&*(base as *const DirConfig), &*(add as *const DirConfig)) };
+    let merged =
+        unsafe { DirConfig::merge(&*(base as *const DirConfig), &*(add as *const DirConfig)) };
     // SAFETY: as in create_dir_config.
     unsafe { pool_box(p, merged) as *mut c_void }
 }
 
-pub unsafe extern "C" fn create_server_config(p: *mut sys::apr_pool_t, _s: *mut sys::server_rec) -> *mut c_void {
+/// # Safety
+/// Called by Apache only, with the pools and configs it owns.
+pub unsafe extern "C" fn create_server_config(
+    p: *mut sys::apr_pool_t,
+    _s: *mut sys::server_rec,
+) -> *mut c_void {
     // SAFETY: as in create_dir_config.
     unsafe { pool_box(p, ServerConfig::default()) as *mut c_void }
 }
 
+/// # Safety
+/// Called by Apache only, with the pools and configs it owns.
 pub unsafe extern "C" fn merge_server_config(
     p: *mut sys::apr_pool_t,
     base: *mut c_void,
     add: *mut c_void,
 ) -> *mut c_void {
     // SAFETY: both come from create_server_config/merge_server_config of this module.
-    let merged = unsafe { ServerConfig::merge(&*(base as *const ServerConfig), &*(add as *const ServerConfig)) };
+    let merged = unsafe {
+        ServerConfig::merge(
+            &*(base as *const ServerConfig),
+            &*(add as *const ServerConfig),
+        )
+    };
     // SAFETY: as in create_dir_config.
     unsafe { pool_box(p, merged) as *mut c_void }
 }
@@ -84,13 +104,23 @@ unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
         // directory of a .htaccess file (cmd->path there); none inside <Location>, a URL.
         let mut directory: Option<String> = None;
         let mut in_location = false;
-        let mut d = if c.directive.is_null() { std::ptr::null_mut() } else { (*c.directive).parent };
+        let mut d = if c.directive.is_null() {
+            std::ptr::null_mut()
+        } else {
+            (*c.directive).parent
+        };
         while !d.is_null() {
-            let sect = cstr((*d).directive).unwrap_or_default().to_ascii_lowercase();
+            let sect = cstr((*d).directive)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             in_location |= sect.starts_with(b"<location");
             if directory.is_none() && sect == b"<directory" {
                 let arg = String::from_utf8_lossy(cstr((*d).args).unwrap_or_default()).into_owned();
-                let arg = arg.trim().trim_end_matches('>').trim_matches('"').to_string();
+                let arg = arg
+                    .trim()
+                    .trim_end_matches('>')
+                    .trim_matches('"')
+                    .to_string();
                 if arg.starts_with('/') && !arg.contains(['*', '?', '[']) {
                     directory = Some(arg);
                 }
@@ -103,7 +133,11 @@ unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
                 .filter(|p| p.starts_with('/') && std::path::Path::new(p).is_dir());
         }
         let directory = if in_location { None } else { directory };
-        Cmd { id, name: String::from_utf8_lossy(name).into_owned(), directory }
+        Cmd {
+            id,
+            name: String::from_utf8_lossy(name).into_owned(),
+            directory,
+        }
     }
 }
 
@@ -119,6 +153,8 @@ fn arg(p: *const c_char) -> String {
     String::from_utf8_lossy(unsafe { cstr(p) }.unwrap_or_default()).into_owned()
 }
 
+/// # Safety
+/// Called by Apache only (command table in bindings/shim.c), while parsing a directive.
 #[no_mangle]
 pub unsafe extern "C" fn modpy_cmd_raw_args(
     cmd: *mut sys::cmd_parms,
@@ -141,7 +177,10 @@ pub unsafe extern "C" fn modpy_cmd_raw_args(
         }
         sys::modpy_cmd_id_MODPY_CMD_PATH => {
             if args.is_empty() {
-                Err("expected a Python expression giving a list, e.g. \"sys.path + ['/srv/app']\"".into())
+                Err(
+                    "expected a Python expression giving a list, e.g. \"sys.path + ['/srv/app']\""
+                        .into(),
+                )
             } else {
                 dc.python_path = Some(unquote(args).to_string());
                 Ok(())
@@ -178,6 +217,8 @@ fn unquote(s: &str) -> &str {
     }
 }
 
+/// # Safety
+/// Called by Apache only (command table in bindings/shim.c), while parsing a directive.
 #[no_mangle]
 pub unsafe extern "C" fn modpy_cmd_take12(
     cmd: *mut sys::cmd_parms,
@@ -198,8 +239,11 @@ pub unsafe extern "C" fn modpy_cmd_take12(
         sys::modpy_cmd_id_MODPY_CMD_IMPORT => {
             if config::is_module_name(&a1) {
                 // SAFETY: PythonImport is RSRC_CONF: the server's config is ours to change.
-                let sc = unsafe { &mut *(get_module_config((*(*cmd).server).module_config) as *mut ServerConfig) };
-                sc.imports.push((a1, a2.unwrap_or_else(|| "main_interpreter".into())));
+                let sc = unsafe {
+                    &mut *(get_module_config((*(*cmd).server).module_config) as *mut ServerConfig)
+                };
+                sc.imports
+                    .push((a1, a2.unwrap_or_else(|| "main_interpreter".into())));
                 Ok(())
             } else {
                 Err(format!("'{a1}' is not a Python module name"))
@@ -214,8 +258,14 @@ pub unsafe extern "C" fn modpy_cmd_take12(
     }
 }
 
+/// # Safety
+/// Called by Apache only (command table in bindings/shim.c), while parsing a directive.
 #[no_mangle]
-pub unsafe extern "C" fn modpy_cmd_flag(cmd: *mut sys::cmd_parms, mconfig: *mut c_void, on: c_int) -> *const c_char {
+pub unsafe extern "C" fn modpy_cmd_flag(
+    cmd: *mut sys::cmd_parms,
+    mconfig: *mut c_void,
+    on: c_int,
+) -> *const c_char {
     // SAFETY: as in modpy_cmd_raw_args.
     let info = unsafe { cmd_info(cmd) };
     let dc = unsafe { &mut *(mconfig as *mut DirConfig) };

@@ -39,17 +39,27 @@ impl Connection {
         unsafe {
             let slot = get_module_config((*c).conn_config) as *const Liveness;
             if !slot.is_null() {
-                return Connection { c, live: (*slot).clone() };
+                return Connection {
+                    c,
+                    live: (*slot).clone(),
+                };
             }
             let live = Liveness::tied_to((*c).pool, "connection");
-            set_module_config((*c).conn_config, pool_box((*c).pool, live.clone()) as *mut c_void);
+            set_module_config(
+                (*c).conn_config,
+                pool_box((*c).pool, live.clone()) as *mut c_void,
+            );
             Connection { c, live }
         }
     }
 
     pub fn get(&self) -> Result<ConnectionRef<'_>, Gone> {
         let alive = self.live.check()?;
-        Ok(ConnectionRef { c: self.c, owner: self, _alive: alive })
+        Ok(ConnectionRef {
+            c: self.c,
+            owner: self,
+            _alive: alive,
+        })
     }
 }
 

@@ -56,7 +56,12 @@ unsafe extern "C" fn request_trampoline<H: RequestHook>(r: *mut sys::request_rec
     match catch_unwind(AssertUnwindSafe(|| H::run(&hr))) {
         Ok(rc) => rc,
         Err(_) => {
-            log::rerror(r, log::APLOG_CRIT, 0, "mod_py: internal error (panic) in a request hook");
+            log::rerror(
+                r,
+                log::APLOG_CRIT,
+                0,
+                "mod_py: internal error (panic) in a request hook",
+            );
             sys::HTTP_INTERNAL_SERVER_ERROR as c_int
         }
     }
@@ -73,17 +78,32 @@ pub trait ChildInitHook {
     fn run(pchild: Pool, s: Server);
 }
 
-unsafe extern "C" fn child_init_trampoline<H: ChildInitHook>(p: *mut sys::apr_pool_t, s: *mut sys::server_rec) {
+unsafe extern "C" fn child_init_trampoline<H: ChildInitHook>(
+    p: *mut sys::apr_pool_t,
+    s: *mut sys::server_rec,
+) {
     // SAFETY: Apache passes the child pool and the main server_rec.
     let (server, pool) = unsafe { (Server::from_raw(s), Pool::from_raw(p)) };
     if catch_unwind(AssertUnwindSafe(|| H::run(pool, server))).is_err() {
-        log::error(s, log::APLOG_CRIT, 0, "mod_py: internal error (panic) in child_init");
+        log::error(
+            s,
+            log::APLOG_CRIT,
+            0,
+            "mod_py: internal error (panic) in child_init",
+        );
     }
 }
 
 pub fn hook_child_init<H: ChildInitHook>(order: Order) {
     // SAFETY: registration during register_hooks.
-    unsafe { sys::ap_hook_child_init(Some(child_init_trampoline::<H>), null(), null(), order.raw()) }
+    unsafe {
+        sys::ap_hook_child_init(
+            Some(child_init_trampoline::<H>),
+            null(),
+            null(),
+            order.raw(),
+        )
+    }
 }
 
 /// The MPM's name ("event", "worker", "prefork") and whether it runs threads.

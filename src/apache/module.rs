@@ -59,4 +59,3 @@ pub unsafe fn set_module_config(cv: *mut sys::ap_conf_vector_t, val: *mut c_void
     // SAFETY: per the contract.
     unsafe { sys::modpy_set_module_config(cv, module_ptr(), val) }
 }
-

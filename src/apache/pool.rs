@@ -12,7 +12,11 @@ pub struct Gone(pub &'static str);
 
 impl std::fmt::Display for Gone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the {} this object wraps has ended; it cannot be used any more", self.0)
+        write!(
+            f,
+            "the {} this object wraps has ended; it cannot be used any more",
+            self.0
+        )
     }
 }
 
@@ -49,7 +53,10 @@ impl Liveness {
 
     /// A flag for something that lives as long as the process (never cleared).
     pub fn forever(what: &'static str) -> Liveness {
-        Liveness { flag: Arc::new(RwLock::new(true)), what }
+        Liveness {
+            flag: Arc::new(RwLock::new(true)),
+            what,
+        }
     }
 
     pub fn check(&self) -> Result<Alive<'_>, Gone> {
@@ -140,7 +147,9 @@ pub unsafe fn register_cleanup(pool: *mut sys::apr_pool_t, f: Box<dyn FnOnce() +
     }
     let data = Box::into_raw(Box::new(f)) as *const c_void;
     // SAFETY: the cleanup owns `data`.
-    unsafe { sys::apr_pool_cleanup_register(pool, data, Some(run), Some(sys::apr_pool_cleanup_null)) };
+    unsafe {
+        sys::apr_pool_cleanup_register(pool, data, Some(run), Some(sys::apr_pool_cleanup_null))
+    };
 }
 
 /// A pool that lives as long as the process part it belongs to (the child pool given to

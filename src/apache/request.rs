@@ -20,8 +20,11 @@ struct RequestState {
     /// Bytes written with flush=0 and not yet passed down.
     pending: usize,
     body_setup: Option<sys::apr_status_t>,
-    ext: Mutex<Option<Box<dyn Any + Send>>>,
+    ext: ExtSlot,
 }
+
+/// Storage the layer above keeps per request (see RequestState::ext).
+pub type ExtSlot = Mutex<Option<Box<dyn Any + Send>>>;
 
 /// A handle on a request_rec, valid to use from any thread; after the request's pool is gone,
 /// every method returns `Gone`.
@@ -95,7 +98,12 @@ pub struct IoError {
 
 impl std::fmt::Display for IoError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} failed: {}", self.what, super::log::strerror(self.status))
+        write!(
+            f,
+            "{} failed: {}",
+            self.what,
+            super::log::strerror(self.status)
+        )
     }
 }
 
@@ -122,7 +130,10 @@ impl Request {
         unsafe {
             let st = get_module_config((*r).request_config) as *mut RequestState;
             if !st.is_null() {
-                return Request { r, live: (*st).live.clone() };
+                return Request {
+                    r,
+                    live: (*st).live.clone(),
+                };
             }
             let live = Liveness::tied_to((*r).pool, "request");
             let state = RequestState {
@@ -132,7 +143,10 @@ impl Request {
                 body_setup: None,
                 ext: Mutex::new(None),
             };
-            set_module_config((*r).request_config, pool_box((*r).pool, state) as *mut c_void);
+            set_module_config(
+                (*r).request_config,
+                pool_box((*r).pool, state) as *mut c_void,
+            );
             Request { r, live }
         }
     }
@@ -143,7 +157,11 @@ impl Request {
 
     pub fn get(&self) -> Result<RequestRef<'_>, Gone> {
         let alive = self.live.check()?;
-        Ok(RequestRef { r: self.r, owner: self, _alive: alive })
+        Ok(RequestRef {
+            r: self.r,
+            owner: self,
+            _alive: alive,
+        })
     }
 
     pub fn liveness(&self) -> &Liveness {
@@ -165,6 +183,9 @@ impl<'a> RequestRef<'a> {
         unsafe { &*self.r }
     }
 
+    // The state is per request and Apache runs a request on one thread at a time; callers
+    // never hold two of these borrows at once.
+    #[allow(clippy::mut_from_ref)]
     fn state(&self) -> &mut RequestState {
         // SAFETY: from_raw stored the state before any RequestRef could exist; one thread at a
         // time works on a request.
@@ -326,7 +347,7 @@ impl<'a> RequestRef<'a> {
     }
 
     /// The slot for the layer above (see RequestState::ext).
-    pub fn ext(&self) -> &Mutex<Option<Box<dyn Any + Send>>> {
+    pub fn ext(&self) -> &ExtSlot {
         &self.state().ext
     }
 
@@ -336,7 +357,9 @@ impl<'a> RequestRef<'a> {
         let st = self.state();
         if st.out.is_null() {
             // SAFETY: brigade in the request pool, with the connection's allocator.
-            st.out = unsafe { sys::apr_brigade_create(self.pool(), (*self.rec().connection).bucket_alloc) };
+            st.out = unsafe {
+                sys::apr_brigade_create(self.pool(), (*self.rec().connection).bucket_alloc)
+            };
         }
         st.out
     }
@@ -350,7 +373,10 @@ impl<'a> RequestRef<'a> {
         // SAFETY: bb is ours to empty.
         unsafe { sys::apr_brigade_cleanup(bb as *mut c_void) };
         if rv != sys::APR_SUCCESS as i32 {
-            return Err(IoError { status: rv, what: "writing to the client" });
+            return Err(IoError {
+                status: rv,
+                what: "writing to the client",
+            });
         }
         Ok(())
     }
@@ -365,7 +391,11 @@ impl<'a> RequestRef<'a> {
             // by any filter that keeps them past ap_pass_brigade.
             unsafe {
                 if !data.is_empty() {
-                    sys::modpy_brigade_append_transient(bb, data.as_ptr() as *const c_char, data.len());
+                    sys::modpy_brigade_append_transient(
+                        bb,
+                        data.as_ptr() as *const c_char,
+                        data.len(),
+                    );
                 }
                 sys::modpy_brigade_append_flush(bb);
             }
@@ -373,10 +403,19 @@ impl<'a> RequestRef<'a> {
         }
         // SAFETY: apr_brigade_write copies `data` into heap buckets of bb.
         let rv = unsafe {
-            sys::apr_brigade_write(bb, None, std::ptr::null_mut(), data.as_ptr() as *const c_char, data.len())
+            sys::apr_brigade_write(
+                bb,
+                None,
+                std::ptr::null_mut(),
+                data.as_ptr() as *const c_char,
+                data.len(),
+            )
         };
         if rv != sys::APR_SUCCESS as i32 {
-            return Err(IoError { status: rv, what: "buffering output" });
+            return Err(IoError {
+                status: rv,
+                what: "buffering output",
+            });
         }
         let st = self.state();
         st.pending += data.len();
@@ -429,14 +468,23 @@ impl<'a> RequestRef<'a> {
                 pool,
             );
             if rv != 0 {
-                return Err(IoError { status: rv, what: "opening the file to send" });
+                return Err(IoError {
+                    status: rv,
+                    what: "opening the file to send",
+                });
             }
             let mut finfo: sys::apr_finfo_t = std::mem::zeroed();
             let rv = sys::apr_file_info_get(&mut finfo, sys::APR_FINFO_SIZE as i32, fd);
             if rv != 0 {
-                return Err(IoError { status: rv, what: "reading the file's size" });
+                return Err(IoError {
+                    status: rv,
+                    what: "reading the file's size",
+                });
             }
-            let n = len.unwrap_or(finfo.size - offset).min(finfo.size - offset).max(0);
+            let n = len
+                .unwrap_or(finfo.size - offset)
+                .min(finfo.size - offset)
+                .max(0);
             // Anything buffered goes first.
             let bb = self.out_brigade();
             sys::apr_brigade_insert_file(bb, fd, offset, n, pool);
@@ -475,7 +523,11 @@ impl<'a> RequestRef<'a> {
         while got < buf.len() {
             // SAFETY: writes at most buf.len()-got bytes into buf[got..].
             let n = unsafe {
-                sys::ap_get_client_block(self.r, buf[got..].as_mut_ptr() as *mut c_char, buf.len() - got)
+                sys::ap_get_client_block(
+                    self.r,
+                    buf[got..].as_mut_ptr() as *mut c_char,
+                    buf.len() - got,
+                )
             };
             match n {
                 0 => break,
@@ -568,7 +620,12 @@ impl<'a> RequestRef<'a> {
         let mut is_ip: i32 = 0;
         // SAFETY: alive; result in the connection pool, copied at once.
         let h = unsafe {
-            cstr(sys::ap_get_remote_host(self.rec().connection, self.rec().per_dir_config as *mut c_void, kind, &mut is_ip))
+            cstr(sys::ap_get_remote_host(
+                self.rec().connection,
+                self.rec().per_dir_config as *mut c_void,
+                kind,
+                &mut is_ip,
+            ))
         };
         (h.map(<[u8]>::to_vec), is_ip != 0)
     }
@@ -583,7 +640,12 @@ impl<'a> RequestRef<'a> {
                 sys::ap_allow_methods(self.r, 1, std::ptr::null::<c_char>());
             }
             for (i, c) in cs.iter().enumerate() {
-                sys::ap_allow_methods(self.r, (reset && i == 0) as i32, c.as_ptr(), std::ptr::null::<c_char>());
+                sys::ap_allow_methods(
+                    self.r,
+                    (reset && i == 0) as i32,
+                    c.as_ptr(),
+                    std::ptr::null::<c_char>(),
+                );
             }
         }
     }
@@ -617,8 +679,16 @@ impl<'a> RequestRef<'a> {
         let n = c_string(name);
         let r = self.rec();
         // SAFETY: alive; result in the request pool, copied at once.
-        unsafe { cstr(sys::modpy_ssl_var_lookup(r.pool, r.server, r.connection, self.r, n.as_ptr())) }
-            .map(<[u8]>::to_vec)
+        unsafe {
+            cstr(sys::modpy_ssl_var_lookup(
+                r.pool,
+                r.server,
+                r.connection,
+                self.r,
+                n.as_ptr(),
+            ))
+        }
+        .map(<[u8]>::to_vec)
     }
 
     /// Runs `f` when the request's pool is cleaned up (after the request is logged).

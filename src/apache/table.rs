@@ -3,6 +3,9 @@
 use super::pool::{c_string, cstr, Gone, Liveness};
 use crate::sys;
 
+/// One (key, value) pair of a table, copied out.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A live view of an apr_table_t owned by a pool (request, connection or server).
 #[derive(Clone)]
 pub struct Table {
@@ -23,7 +26,7 @@ impl Table {
         Table { t, live }
     }
 
-    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Gone> {
+    pub fn entries(&self) -> Result<Vec<Entry>, Gone> {
         let _alive = self.live.check()?;
         // SAFETY: the table is alive; apr_table_elts returns its entry array.
         let arr = unsafe { &*sys::apr_table_elts(self.t) };

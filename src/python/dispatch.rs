@@ -83,7 +83,8 @@ pub fn apply_python_path(py: Python<'_>, expr: &str) -> PyResult<()> {
     let list = value
         .cast::<PyList>()
         .map_err(|_| PyTypeError::new_err(format!("PythonPath {expr} does not give a list")))?;
-    sys.getattr("path")?.set_item(pyo3::types::PySlice::full(py), list)?;
+    sys.getattr("path")?
+        .set_item(pyo3::types::PySlice::full(py), list)?;
     *APPLIED_PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(expr.to_string());
     Ok(())
 }
@@ -111,7 +112,10 @@ pub fn import_handler_module<'py>(
             if file_mtime(&file) == mtime {
                 return Ok(m);
             }
-            let m = py.import("importlib")?.call_method1("reload", (m,))?.cast_into::<PyModule>()?;
+            let m = py
+                .import("importlib")?
+                .call_method1("reload", (m,))?
+                .cast_into::<PyModule>()?;
             mtimes.set_item(name, (&file, file_mtime(&file)))?;
             Ok(m)
         }
@@ -148,17 +152,25 @@ fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: b
         .and_then(|m| resolve(&m, function))
         .and_then(|f| f.call1((pyreq.clone_ref(py),)));
     match result {
-        Ok(v) => match v.extract::<i32>() {
-            Ok(rc) if rc == OK || rc == DECLINED || rc == DONE || (100..=599).contains(&rc) => Outcome::Status(rc),
-            _ => Outcome::Failed(PyTypeError::new_err(format!(
+        Ok(v) => {
+            match v.extract::<i32>() {
+                Ok(rc) if rc == OK || rc == DECLINED || rc == DONE || (100..=599).contains(&rc) => {
+                    Outcome::Status(rc)
+                }
+                _ => Outcome::Failed(PyTypeError::new_err(format!(
                 "handler '{}' returned {} ({}), not apache.OK, DECLINED, DONE or an HTTP status",
                 e.handler,
                 v.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
                 v.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string()),
             ))),
-        },
+            }
+        }
         Err(err) if err.is_instance_of::<super::module::SERVER_RETURN>(py) => {
-            let arg = err.value(py).getattr("args").ok().and_then(|a| a.get_item(0).ok());
+            let arg = err
+                .value(py)
+                .getattr("args")
+                .ok()
+                .and_then(|a| a.get_item(0).ok());
             match arg {
                 None => Outcome::Status(OK),
                 Some(a) if a.is_none() => Outcome::Status(OK),
@@ -175,7 +187,12 @@ fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: b
 fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (err.get_type(py), err.value(py), err.traceback(py))))
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (err.get_type(py), err.value(py), err.traceback(py)),
+            )
+        })
         .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)));
     match formatted {
         Ok(s) => s.to_string(),
@@ -185,13 +202,29 @@ fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
 
 /// Logs a failed handler's traceback, one error-log line per traceback line, each with the
 /// request's context, and (PythonDebug On) sends it to the client.
-fn report_failure(py: Python<'_>, req: &apache::Request, phase: &str, e: &HandlerEntry, err: &PyErr, debug: bool) -> i32 {
+fn report_failure(
+    py: Python<'_>,
+    req: &apache::Request,
+    phase: &str,
+    e: &HandlerEntry,
+    err: &PyErr,
+    debug: bool,
+) -> i32 {
     let tb = format_traceback(py, err);
-    let Ok(r) = req.get() else { return HTTP_INTERNAL_SERVER_ERROR };
+    let Ok(r) = req.get() else {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    };
     // Half-written output of a failed handler is dropped, never passed on as if whole.
     r.discard_pending_output();
-    let uri = r.str_field(apache::request::StrField::Uri).map(|u| py_str(py, u).to_string()).unwrap_or_default();
-    r.log_error(log::APLOG_ERR, 0, &format!("mod_py: {phase} '{}' failed for {uri}:", e.handler));
+    let uri = r
+        .str_field(apache::request::StrField::Uri)
+        .map(|u| py_str(py, u).to_string())
+        .unwrap_or_default();
+    r.log_error(
+        log::APLOG_ERR,
+        0,
+        &format!("mod_py: {phase} '{}' failed for {uri}:", e.handler),
+    );
     for line in tb.lines() {
         r.log_error(log::APLOG_ERR, 0, line);
     }
@@ -200,9 +233,16 @@ fn report_failure(py: Python<'_>, req: &apache::Request, phase: &str, e: &Handle
     }
     let body = format!("mod_py: {phase} '{}' failed for {uri}\n\n{tb}", e.handler);
     r.set_status(HTTP_INTERNAL_SERVER_ERROR);
-    let _ = r.set_str_field(apache::request::StrField::ContentType, Some(b"text/plain; charset=utf-8"));
+    let _ = r.set_str_field(
+        apache::request::StrField::ContentType,
+        Some(b"text/plain; charset=utf-8"),
+    );
     drop(r);
-    let sent = py.detach(|| req.get().map(|r| r.write(body.as_bytes(), true).is_ok()).unwrap_or(false));
+    let sent = py.detach(|| {
+        req.get()
+            .map(|r| r.write(body.as_bytes(), true).is_ok())
+            .unwrap_or(false)
+    });
     if sent {
         DONE
     } else {
@@ -215,9 +255,13 @@ fn report_failure(py: Python<'_>, req: &apache::Request, phase: &str, e: &Handle
 pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]) -> i32 {
     super::embed::prime_thread();
     Python::attach(|py| {
-        let Ok(r) = req.get() else { return HTTP_INTERNAL_SERVER_ERROR };
+        let Ok(r) = req.get() else {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        };
         let config = r.per_dir_config().clone();
-        let filename = r.str_field(apache::request::StrField::Filename).map(<[u8]>::to_vec);
+        let filename = r
+            .str_field(apache::request::StrField::Filename)
+            .map(<[u8]>::to_vec);
         drop(r);
         let _serving = Serving::enter(req);
         let pyreq = match Request::of(py, req) {
@@ -226,7 +270,11 @@ pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]
         };
         if let Some(expr) = &config.python_path {
             if let Err(err) = apply_python_path(py, expr) {
-                let e = HandlerEntry { handler: format!("PythonPath {expr}"), extensions: vec![], directory: None };
+                let e = HandlerEntry {
+                    handler: format!("PythonPath {expr}"),
+                    extensions: vec![],
+                    directory: None,
+                };
                 return report_failure(py, req, "setting", &e, &err, config.debug());
             }
         }

@@ -24,9 +24,11 @@ pub fn initialize(home: &str, executable: &str) -> Result<(), String> {
         config.user_site_directory = 0;
         let home_c = CString::new(home).map_err(|e| e.to_string())?;
         let exe_c = CString::new(executable).map_err(|e| e.to_string())?;
-        let mut status = ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home_c.as_ptr());
+        let mut status =
+            ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home_c.as_ptr());
         if ffi::PyStatus_Exception(status) == 0 {
-            status = ffi::PyConfig_SetBytesString(&mut config, &mut config.program_name, exe_c.as_ptr());
+            status =
+                ffi::PyConfig_SetBytesString(&mut config, &mut config.program_name, exe_c.as_ptr());
         }
         if ffi::PyStatus_Exception(status) == 0 {
             status = ffi::Py_InitializeFromConfig(&config);
@@ -36,7 +38,9 @@ pub fn initialize(home: &str, executable: &str) -> Result<(), String> {
             let msg = if status.err_msg.is_null() {
                 "unknown error".to_string()
             } else {
-                std::ffi::CStr::from_ptr(status.err_msg).to_string_lossy().into_owned()
+                std::ffi::CStr::from_ptr(status.err_msg)
+                    .to_string_lossy()
+                    .into_owned()
             };
             return Err(format!("Python failed to start (home {home}): {msg}"));
         }

@@ -55,7 +55,9 @@ impl RequestHook for ContentHandler {
             return dispatch::DECLINED;
         }
         let req = hr.request();
-        let Ok(r) = req.get() else { return dispatch::HTTP_INTERNAL_SERVER_ERROR };
+        let Ok(r) = req.get() else {
+            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
+        };
         let handlers = r.per_dir_config().content_handlers();
         if handlers.is_empty() {
             r.log_error(
@@ -94,7 +96,9 @@ impl ChildInitHook for ChildInit {
         });
         pchild.register_cleanup(Box::new(|| {
             Python::attach(|py| {
-                let _ = py.import("modpy").and_then(|m| m.call_method0("_child_exit"));
+                let _ = py
+                    .import("modpy")
+                    .and_then(|m| m.call_method0("_child_exit"));
             })
         }));
     }
@@ -105,7 +109,8 @@ fn start_modpy(py: Python<'_>, pylib: &str, s: Server) -> PyResult<()> {
     if !path.contains(pylib)? {
         path.call_method1("insert", (0, pylib))?;
     }
-    py.import("modpy")?.call_method1("_child_init", (s.loglevel(),))?;
+    py.import("modpy")?
+        .call_method1("_child_init", (s.loglevel(),))?;
     Ok(())
 }
 
@@ -121,7 +126,11 @@ fn python_imports(py: Python<'_>, main: Server) {
         }
         if let Some(expr) = &s.dir_config().python_path {
             if let Err(err) = dispatch::apply_python_path(py, expr) {
-                s.log_error(log::APLOG_ERR, 0, &format!("mod_py: PythonPath {expr} failed: {err}"));
+                s.log_error(
+                    log::APLOG_ERR,
+                    0,
+                    &format!("mod_py: PythonPath {expr} failed: {err}"),
+                );
             }
         }
         for (module, _interp) in &s.config().imports {
@@ -129,7 +138,11 @@ fn python_imports(py: Python<'_>, main: Server) {
                 continue;
             }
             if let Err(err) = dispatch::import_handler_module(py, module, None, false) {
-                s.log_error(log::APLOG_ERR, 0, &format!("mod_py: PythonImport {module} failed: {err}"));
+                s.log_error(
+                    log::APLOG_ERR,
+                    0,
+                    &format!("mod_py: PythonImport {module} failed: {err}"),
+                );
             }
         }
         server = s.next();

@@ -76,7 +76,11 @@ pub fn config_dict<'py>(py: Python<'py>, c: &DirConfig) -> PyResult<Bound<'py, P
     if let Some(m) = &c.handler_module {
         d.set_item("PythonHandlerModule", m)?;
     }
-    let handlers: Vec<String> = c.content_handlers().into_iter().map(|h| h.handler).collect();
+    let handlers: Vec<String> = c
+        .content_handlers()
+        .into_iter()
+        .map(|h| h.handler)
+        .collect();
     if !handlers.is_empty() {
         d.set_item("PythonHandler", handlers.join(" "))?;
     }

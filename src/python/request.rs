@@ -28,12 +28,22 @@ impl Request {
         if let Some(obj) = slot.as_ref().and_then(|b| b.downcast_ref::<Py<Request>>()) {
             return Ok(obj.clone_ref(py));
         }
-        let obj = Py::new(py, Request { inner: req.clone(), rbuf: Mutex::new(Vec::new()) })?;
+        let obj = Py::new(
+            py,
+            Request {
+                inner: req.clone(),
+                rbuf: Mutex::new(Vec::new()),
+            },
+        )?;
         *slot = Some(Box::new(obj.clone_ref(py)));
         Ok(obj)
     }
 
-    fn str_of<'py>(&self, py: Python<'py>, f: StrField) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn str_of<'py>(
+        &self,
+        py: Python<'py>,
+        f: StrField,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         let r = self.inner.get().map_err(gone)?;
         Ok(py_opt_str(py, r.str_field(f)))
     }
@@ -58,7 +68,11 @@ impl Request {
         let mut buf = vec![0u8; n];
         let req = &self.inner;
         let got = py
-            .detach(|| req.get().map_err(apache::request::Error::Gone)?.read_into(&mut buf))
+            .detach(|| {
+                req.get()
+                    .map_err(apache::request::Error::Gone)?
+                    .read_into(&mut buf)
+            })
             .map_err(|e| req_err(py, e))?;
         buf.truncate(got);
         Ok(buf)
@@ -76,15 +90,24 @@ const READ_CHUNK: usize = 64 * 1024;
 impl Request {
     // ---- request_rec fields ----
     #[getter]
-    fn the_request<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn the_request<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::TheRequest)
     }
     #[getter]
-    fn protocol<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn protocol<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::Protocol)
     }
     #[getter]
-    fn hostname<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn hostname<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::Hostname)
     }
     #[getter]
@@ -100,15 +123,24 @@ impl Request {
         self.str_of(py, StrField::LogId)
     }
     #[getter]
-    fn useragent_ip<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn useragent_ip<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::UseragentIp)
     }
     #[getter]
-    fn useragent_host<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn useragent_host<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::UseragentHost)
     }
     #[getter]
-    fn unparsed_uri<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn unparsed_uri<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::UnparsedUri)
     }
     #[setter]
@@ -116,7 +148,10 @@ impl Request {
         self.set_str(StrField::UnparsedUri, v)
     }
     #[getter]
-    fn status_line<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn status_line<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::StatusLine)
     }
     #[setter]
@@ -124,7 +159,10 @@ impl Request {
         self.set_str(StrField::StatusLine, v)
     }
     #[getter]
-    fn content_type<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn content_type<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::ContentType)
     }
     #[setter]
@@ -140,7 +178,10 @@ impl Request {
         self.set_str(StrField::Handler, v)
     }
     #[getter]
-    fn content_encoding<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn content_encoding<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::ContentEncoding)
     }
     #[setter]
@@ -148,7 +189,10 @@ impl Request {
         self.set_str(StrField::ContentEncoding, v)
     }
     #[getter]
-    fn vlist_validator<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn vlist_validator<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::VlistValidator)
     }
     #[setter]
@@ -164,7 +208,10 @@ impl Request {
         self.set_str(StrField::User, v)
     }
     #[getter]
-    fn ap_auth_type<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn ap_auth_type<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::ApAuthType)
     }
     #[setter]
@@ -180,7 +227,10 @@ impl Request {
         self.set_str(StrField::Uri, v)
     }
     #[getter]
-    fn filename<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn filename<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::Filename)
     }
     #[setter]
@@ -188,7 +238,10 @@ impl Request {
         self.set_str(StrField::Filename, v)
     }
     #[getter]
-    fn canonical_filename<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn canonical_filename<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::CanonicalFilename)
     }
     #[setter]
@@ -196,7 +249,10 @@ impl Request {
         self.set_str(StrField::CanonicalFilename, v)
     }
     #[getter]
-    fn path_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn path_info<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         self.str_of(py, StrField::PathInfo)
     }
     #[setter]
@@ -219,7 +275,9 @@ impl Request {
     #[setter]
     fn set_status(&self, v: i32) -> PyResult<()> {
         if !(100..=999).contains(&v) {
-            return Err(PyValueError::new_err(format!("{v} is not an HTTP status (100-999)")));
+            return Err(PyValueError::new_err(format!(
+                "{v} is not an HTTP status (100-999)"
+            )));
         }
         self.inner.get().map_err(gone)?.set_status(v);
         Ok(())
@@ -290,7 +348,10 @@ impl Request {
     }
     #[setter]
     fn set_assbackwards(&self, v: i32) -> PyResult<()> {
-        self.inner.get().map_err(gone)?.set_int_field("assbackwards", v);
+        self.inner
+            .get()
+            .map_err(gone)?
+            .set_int_field("assbackwards", v);
         Ok(())
     }
     #[getter]
@@ -317,7 +378,10 @@ impl Request {
     }
     #[setter]
     fn set_no_local_copy(&self, v: i32) -> PyResult<()> {
-        self.inner.get().map_err(gone)?.set_int_field("no_local_copy", v);
+        self.inner
+            .get()
+            .map_err(gone)?
+            .set_int_field("no_local_copy", v);
         Ok(())
     }
     #[getter]
@@ -326,7 +390,10 @@ impl Request {
     }
     #[setter]
     fn set_used_path_info(&self, v: i32) -> PyResult<()> {
-        self.inner.get().map_err(gone)?.set_int_field("used_path_info", v);
+        self.inner
+            .get()
+            .map_err(gone)?
+            .set_int_field("used_path_info", v);
         Ok(())
     }
     /// (scheme, hostinfo, user, password, hostname, port, path, query, fragment)
@@ -380,7 +447,9 @@ impl Request {
 
     #[getter]
     fn connection(&self) -> PyResult<Connection> {
-        Ok(Connection::new(self.inner.get().map_err(gone)?.connection()))
+        Ok(Connection::new(
+            self.inner.get().map_err(gone)?.connection(),
+        ))
     }
     #[getter]
     fn server(&self) -> PyResult<Server> {
@@ -409,24 +478,37 @@ impl Request {
         let req = &self.inner;
         py.detach(|| {
             let r = req.get().map_err(apache::request::Error::Gone)?;
-            r.write(&bytes, flush != 0).map_err(apache::request::Error::Io)
+            r.write(&bytes, flush != 0)
+                .map_err(apache::request::Error::Io)
         })
         .map_err(|e| req_err(py, e))
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let req = &self.inner;
-        py.detach(|| req.get().map_err(apache::request::Error::Gone)?.flush().map_err(apache::request::Error::Io))
-            .map_err(|e| req_err(py, e))
+        py.detach(|| {
+            req.get()
+                .map_err(apache::request::Error::Gone)?
+                .flush()
+                .map_err(apache::request::Error::Io)
+        })
+        .map_err(|e| req_err(py, e))
     }
 
     #[pyo3(signature = (path, offset=0, len=-1))]
-    fn sendfile(&self, py: Python<'_>, path: &Bound<'_, PyAny>, offset: i64, len: i64) -> PyResult<i64> {
+    fn sendfile(
+        &self,
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        offset: i64,
+        len: i64,
+    ) -> PyResult<i64> {
         let path = arg_bytes(path)?;
         let req = &self.inner;
         py.detach(|| {
             let r = req.get().map_err(apache::request::Error::Gone)?;
-            r.sendfile(&path, offset, (len >= 0).then_some(len)).map_err(apache::request::Error::Io)
+            r.sendfile(&path, offset, (len >= 0).then_some(len))
+                .map_err(apache::request::Error::Io)
         })
         .map_err(|e| req_err(py, e))
     }
@@ -455,14 +537,22 @@ impl Request {
         // Everything: Content-Length bodies in one read of the known size, else by chunks.
         let req = &self.inner;
         let remaining = py
-            .detach(|| req.get().map_err(apache::request::Error::Gone)?.body_remaining())
+            .detach(|| {
+                req.get()
+                    .map_err(apache::request::Error::Gone)?
+                    .body_remaining()
+            })
             .map_err(|e| req_err(py, e))?;
         if let Some(n) = remaining {
             if out.is_empty() {
                 let mut short = None;
                 let bytes = PyBytes::new_with(py, n as usize, |buf| {
                     let got = py
-                        .detach(|| req.get().map_err(apache::request::Error::Gone)?.read_into(buf))
+                        .detach(|| {
+                            req.get()
+                                .map_err(apache::request::Error::Gone)?
+                                .read_into(buf)
+                        })
                         .map_err(|e| req_err(py, e))?;
                     if got < buf.len() {
                         short = Some(got);
@@ -533,14 +623,18 @@ impl Request {
 
     fn discard_request_body(&self, py: Python<'_>) -> PyResult<i32> {
         let req = &self.inner;
-        py.detach(|| req.get().map(|r| r.discard_request_body())).map_err(gone)
+        py.detach(|| req.get().map(|r| r.discard_request_body()))
+            .map_err(gone)
     }
 
     // ---- the rest of mod_python's request API ----
 
     /// (status, password) like ap_get_basic_auth_pw; mod_python returns the password only
     /// (raising on failure), which this does too.
-    fn get_basic_auth_pw<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+    fn get_basic_auth_pw<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         let (rc, pw) = self.inner.get().map_err(gone)?.get_basic_auth_pw();
         if rc != 0 {
             return Ok(None);
@@ -563,11 +657,20 @@ impl Request {
     fn internal_redirect(&self, py: Python<'_>, uri: &Bound<'_, PyAny>) -> PyResult<()> {
         let uri = arg_bytes(uri)?;
         let req = &self.inner;
-        py.detach(|| req.get().map(|r| r.internal_redirect(&uri))).map_err(gone)
+        py.detach(|| req.get().map(|r| r.internal_redirect(&uri)))
+            .map_err(gone)
     }
 
-    fn construct_url<'py>(&self, py: Python<'py>, uri: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo3::types::PyString>> {
-        let u = self.inner.get().map_err(gone)?.construct_url(&arg_bytes(uri)?);
+    fn construct_url<'py>(
+        &self,
+        py: Python<'py>,
+        uri: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyString>> {
+        let u = self
+            .inner
+            .get()
+            .map_err(gone)?
+            .construct_url(&arg_bytes(uri)?);
         Ok(py_str(py, &u))
     }
 
@@ -587,13 +690,21 @@ impl Request {
 
     /// dependency_mtime in seconds, as mod_python takes it.
     fn update_mtime(&self, dependency_mtime: f64) -> PyResult<()> {
-        self.inner.get().map_err(gone)?.update_mtime((dependency_mtime * 1_000_000.0) as i64);
+        self.inner
+            .get()
+            .map_err(gone)?
+            .update_mtime((dependency_mtime * 1_000_000.0) as i64);
         Ok(())
     }
 
     /// ap_get_remote_host(type=REMOTE_NAME(1)); with str_is_ip=True returns (host, is_ip).
     #[pyo3(signature = (r#type=1, str_is_ip=false))]
-    fn get_remote_host<'py>(&self, py: Python<'py>, r#type: i32, str_is_ip: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn get_remote_host<'py>(
+        &self,
+        py: Python<'py>,
+        r#type: i32,
+        str_is_ip: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (h, is_ip) = self.inner.get().map_err(gone)?.get_remote_host(r#type);
         let h = py_opt_str(py, h.as_deref());
         if str_is_ip {
@@ -611,7 +722,12 @@ impl Request {
 
     /// The PythonOption values of this request's directory, as a dict.
     fn get_options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.inner.get().map_err(gone)?.per_dir_config().effective_options();
+        let c = self
+            .inner
+            .get()
+            .map_err(gone)?
+            .per_dir_config()
+            .effective_options();
         let d = PyDict::new(py);
         for (k, v) in c {
             d.set_item(k, v)?;
@@ -621,17 +737,35 @@ impl Request {
 
     #[pyo3(signature = (methods, reset=0))]
     fn allow_methods(&self, methods: Vec<Bound<'_, PyAny>>, reset: i32) -> PyResult<()> {
-        let ms = methods.iter().map(|m| arg_bytes(m).map(|b| b.into_owned())).collect::<PyResult<Vec<_>>>()?;
-        self.inner.get().map_err(gone)?.allow_methods(&ms, reset != 0);
+        let ms = methods
+            .iter()
+            .map(|m| arg_bytes(m).map(|b| b.into_owned()))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.inner
+            .get()
+            .map_err(gone)?
+            .allow_methods(&ms, reset != 0);
         Ok(())
     }
 
-    fn auth_type<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
-        Ok(py_opt_str(py, self.inner.get().map_err(gone)?.auth_type().as_deref()))
+    fn auth_type<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+        Ok(py_opt_str(
+            py,
+            self.inner.get().map_err(gone)?.auth_type().as_deref(),
+        ))
     }
 
-    fn auth_name<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
-        Ok(py_opt_str(py, self.inner.get().map_err(gone)?.auth_name().as_deref()))
+    fn auth_name<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+        Ok(py_opt_str(
+            py,
+            self.inner.get().map_err(gone)?.auth_name().as_deref(),
+        ))
     }
 
     fn some_auth_required(&self) -> PyResult<bool> {
@@ -646,20 +780,35 @@ impl Request {
         Ok(self.inner.get().map_err(gone)?.is_https())
     }
 
-    fn ssl_var_lookup<'py>(&self, py: Python<'py>, name: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
-        let v = self.inner.get().map_err(gone)?.ssl_var_lookup(&arg_bytes(name)?);
+    fn ssl_var_lookup<'py>(
+        &self,
+        py: Python<'py>,
+        name: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+        let v = self
+            .inner
+            .get()
+            .map_err(gone)?
+            .ssl_var_lookup(&arg_bytes(name)?);
         Ok(py_opt_str(py, v.as_deref()))
     }
 
     /// Calls callable(data) after the request ends (errors go to the error log).
     #[pyo3(signature = (callable, data=None))]
-    fn register_cleanup(&self, py: Python<'_>, callable: Py<PyAny>, data: Option<Py<PyAny>>) -> PyResult<()> {
+    fn register_cleanup(
+        &self,
+        py: Python<'_>,
+        callable: Py<PyAny>,
+        data: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
         let data = data.unwrap_or_else(|| py.None());
         let server = self.inner.get().map_err(gone)?.server();
         self.inner
             .get()
             .map_err(gone)?
-            .register_cleanup(Box::new(move || super::dispatch::run_cleanup(server, callable, data)));
+            .register_cleanup(Box::new(move || {
+                super::dispatch::run_cleanup(server, callable, data)
+            }));
         Ok(())
     }
 
@@ -679,7 +828,8 @@ impl Request {
         match self.inner.get() {
             Ok(r) => format!(
                 "<modpy.apache.Request {} {}>",
-                py_opt_str(py, r.str_field(StrField::Method)).map_or(String::new(), |s| s.to_string()),
+                py_opt_str(py, r.str_field(StrField::Method))
+                    .map_or(String::new(), |s| s.to_string()),
                 py_opt_str(py, r.str_field(StrField::Uri)).map_or(String::new(), |s| s.to_string())
             ),
             Err(_) => "<modpy.apache.Request (ended)>".into(),
@@ -695,4 +845,3 @@ impl Request {
         }
     }
 }
-

@@ -113,9 +113,17 @@ impl Server {
 
     /// mod_python's server.register_cleanup(req, callable, data): runs when the child exits.
     #[pyo3(signature = (_req, callable, data=None))]
-    fn register_cleanup(&self, py: Python<'_>, _req: &Bound<'_, PyAny>, callable: Py<PyAny>, data: Option<Py<PyAny>>) {
+    fn register_cleanup(
+        &self,
+        py: Python<'_>,
+        _req: &Bound<'_, PyAny>,
+        callable: Py<PyAny>,
+        data: Option<Py<PyAny>>,
+    ) {
         let data = data.unwrap_or_else(|| py.None());
         let server = self.inner;
-        super::register_child_cleanup(Box::new(move || super::dispatch::run_cleanup(server, callable, data)));
+        super::register_child_cleanup(Box::new(move || {
+            super::dispatch::run_cleanup(server, callable, data)
+        }));
     }
 }

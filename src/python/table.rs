@@ -20,7 +20,11 @@ impl Table {
 #[pymethods]
 impl Table {
     /// The value of `key`; a list when the key has several values (as mod_python does).
-    fn __getitem__<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let k = arg_bytes(key)?;
         let mut all = self.inner.get_all(&k).map_err(gone)?;
         match all.len() {
@@ -31,7 +35,9 @@ impl Table {
     }
 
     fn __setitem__(&self, key: &Bound<'_, PyAny>, val: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.set(&arg_bytes(key)?, &arg_bytes(val)?).map_err(gone)
+        self.inner
+            .set(&arg_bytes(key)?, &arg_bytes(val)?)
+            .map_err(gone)
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -72,13 +78,19 @@ impl Table {
     }
 
     /// Every value of `key`, in order (an empty list when there is none).
-    fn getall<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn getall<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let all = self.inner.get_all(&arg_bytes(key)?).map_err(gone)?;
         PyList::new(py, all.iter().map(|v| py_str(py, v)))
     }
 
     fn add(&self, key: &Bound<'_, PyAny>, val: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.add(&arg_bytes(key)?, &arg_bytes(val)?).map_err(gone)
+        self.inner
+            .add(&arg_bytes(key)?, &arg_bytes(val)?)
+            .map_err(gone)
     }
 
     fn set(&self, key: &Bound<'_, PyAny>, val: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -86,7 +98,9 @@ impl Table {
     }
 
     fn merge(&self, key: &Bound<'_, PyAny>, val: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.merge(&arg_bytes(key)?, &arg_bytes(val)?).map_err(gone)
+        self.inner
+            .merge(&arg_bytes(key)?, &arg_bytes(val)?)
+            .map_err(gone)
     }
 
     fn unset(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
