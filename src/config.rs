@@ -36,7 +36,7 @@ pub struct DirConfig {
     /// Handlers of the content phase (`PythonHandler`), in the order they were configured.
     pub handlers: Option<Arc<Vec<HandlerEntry>>>,
     pub handler_module: Option<String>,
-    pub python_path: Option<String>,
+    pub python_path: Option<Arc<str>>,
     /// `PythonOption key value` in order; a `None` value is `PythonOption key` (unset).
     pub options: Vec<(String, Option<String>)>,
     pub debug: Option<bool>,
@@ -85,15 +85,15 @@ impl DirConfig {
     }
 
     /// The handler list of the content phase; `PythonHandlerModule` stands in when none is set.
-    pub fn content_handlers(&self) -> Vec<HandlerEntry> {
+    pub fn content_handlers(&self) -> Arc<Vec<HandlerEntry>> {
         match (&self.handlers, &self.handler_module) {
-            (Some(h), _) => h.as_ref().clone(),
-            (None, Some(m)) => vec![HandlerEntry {
+            (Some(h), _) => h.clone(),
+            (None, Some(m)) => Arc::new(vec![HandlerEntry {
                 handler: m.clone(),
                 extensions: vec![],
                 directory: None,
-            }],
-            _ => vec![],
+            }]),
+            _ => Arc::new(vec![]),
         }
     }
 }

@@ -182,7 +182,7 @@ pub unsafe extern "C" fn modpy_cmd_raw_args(
                         .into(),
                 )
             } else {
-                dc.python_path = Some(unquote(args).to_string());
+                dc.python_path = Some(unquote(args).into());
                 Ok(())
             }
         }

@@ -26,7 +26,7 @@ pub fn py_opt_str<'py>(py: Python<'py>, b: Option<&[u8]>) -> Option<Bound<'py, P
 /// str (as UTF-8), bytes or bytearray, for values going into Apache.
 pub fn arg_bytes<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     if let Ok(s) = obj.cast::<PyString>() {
-        Ok(Cow::Owned(s.to_str()?.as_bytes().to_vec()))
+        Ok(Cow::Borrowed(s.to_str()?.as_bytes()))
     } else if let Ok(b) = obj.cast::<PyBytes>() {
         Ok(Cow::Borrowed(b.as_bytes()))
     } else if let Ok(b) = obj.cast::<PyByteArray>() {

@@ -258,31 +258,37 @@ pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]
         let Ok(r) = req.get() else {
             return HTTP_INTERNAL_SERVER_ERROR;
         };
-        let config = r.per_dir_config().clone();
-        let filename = r
-            .str_field(apache::request::StrField::Filename)
-            .map(<[u8]>::to_vec);
+        let config = r.per_dir_config();
+        let (debug, autoreload) = (config.debug(), config.autoreload());
+        let python_path = config.python_path.clone();
+        // Only `| .ext` restrictions need the file name.
+        let filename = if entries.iter().any(|e| !e.extensions.is_empty()) {
+            r.str_field(apache::request::StrField::Filename)
+                .map(<[u8]>::to_vec)
+        } else {
+            None
+        };
         drop(r);
         let _serving = Serving::enter(req);
         let pyreq = match Request::of(py, req) {
             Ok(p) => p,
             Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
         };
-        if let Some(expr) = &config.python_path {
+        if let Some(expr) = &python_path {
             if let Err(err) = apply_python_path(py, expr) {
                 let e = HandlerEntry {
                     handler: format!("PythonPath {expr}"),
                     extensions: vec![],
                     directory: None,
                 };
-                return report_failure(py, req, "setting", &e, &err, config.debug());
+                return report_failure(py, req, "setting", &e, &err, debug);
             }
         }
         let mut rc = DECLINED;
         for e in entries.iter().filter(|e| e.applies_to(filename.as_deref())) {
-            rc = match call_one(py, &pyreq, e, config.autoreload()) {
+            rc = match call_one(py, &pyreq, e, autoreload) {
                 Outcome::Status(rc) => rc,
-                Outcome::Failed(err) => report_failure(py, req, phase, e, &err, config.debug()),
+                Outcome::Failed(err) => report_failure(py, req, phase, e, &err, debug),
             };
             if rc != OK {
                 break;

@@ -68,7 +68,7 @@ pub fn config_dict<'py>(py: Python<'py>, c: &DirConfig) -> PyResult<Bound<'py, P
     d.set_item("PythonDebug", if c.debug() { "1" } else { "0" })?;
     d.set_item("PythonAutoReload", if c.autoreload() { "1" } else { "0" })?;
     if let Some(p) = &c.python_path {
-        d.set_item("PythonPath", p)?;
+        d.set_item("PythonPath", &**p)?;
     }
     if let Some(i) = &c.interpreter {
         d.set_item("PythonInterpreter", i)?;
@@ -78,8 +78,8 @@ pub fn config_dict<'py>(py: Python<'py>, c: &DirConfig) -> PyResult<Bound<'py, P
     }
     let handlers: Vec<String> = c
         .content_handlers()
-        .into_iter()
-        .map(|h| h.handler)
+        .iter()
+        .map(|h| h.handler.clone())
         .collect();
     if !handlers.is_empty() {
         d.set_item("PythonHandler", handlers.join(" "))?;
