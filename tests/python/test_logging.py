@@ -65,7 +65,7 @@ def test_handler_splits_multiline_records() -> None:
     log.propagate = False
     log.setLevel(logging.DEBUG)
     log.warning("one\ntwo")
-    assert records == [(4, "unit: one"), (4, "unit: two")]
+    assert records == [(4, "unit: one"), (4, "two")]  # one error-log line per text line
 
 
 def test_stream_rejects_bytes() -> None:
