@@ -45,7 +45,9 @@ fn main() {
         if let Some(dir) = f.strip_prefix("-I") {
             cc.include(dir);
         } else if let Some(def) = f.strip_prefix("-D") {
-            let (k, v) = def.split_once('=').map_or((def, None), |(k, v)| (k, Some(v)));
+            let (k, v) = def
+                .split_once('=')
+                .map_or((def, None), |(k, v)| (k, Some(v)));
             cc.define(k, v);
         }
     }
@@ -92,9 +94,18 @@ fn main() {
     println!("cargo:rustc-env=MODPY_PYTHON_HOME={home}");
     let exe = query(&python, &["-c", "import sys; print(sys.executable)"]);
     println!("cargo:rustc-env=MODPY_PYTHON_EXECUTABLE={exe}");
-    let libdir = query(&python, &["-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"]);
+    let libdir = query(
+        &python,
+        &[
+            "-c",
+            "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))",
+        ],
+    );
     println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,{libdir}");
-    println!("cargo:rustc-env=MODPY_PYLIB_DEFAULT={}/pylib", env::var("CARGO_MANIFEST_DIR").unwrap());
+    println!(
+        "cargo:rustc-env=MODPY_PYLIB_DEFAULT={}/pylib",
+        env::var("CARGO_MANIFEST_DIR").unwrap()
+    );
 }
 
 /// modpy.apache's constants, derived from the C headers rather than typed in again:
@@ -103,17 +114,32 @@ fn write_constants(bindings: &std::path::Path) {
     let text = std::fs::read_to_string(bindings).expect("reading bindings.rs");
     let mut rows = String::from("pub const CONSTANTS: &[(&str, i64)] = &[\n");
     for line in text.lines() {
-        let Some(rest) = line.trim().strip_prefix("pub const ") else { continue };
-        let Some((name, rest)) = rest.split_once(':') else { continue };
-        let Some((_, value)) = rest.split_once('=') else { continue };
+        let Some(rest) = line.trim().strip_prefix("pub const ") else {
+            continue;
+        };
+        let Some((name, rest)) = rest.split_once(':') else {
+            continue;
+        };
+        let Some((_, value)) = rest.split_once('=') else {
+            continue;
+        };
         let value = value.trim().trim_end_matches(';');
         let name = name
             .trim_start_matches("authn_status_")
             .trim_start_matches("authz_status_");
         let wanted = ["OK", "DECLINED", "DONE"].contains(&name)
-            || ["HTTP_", "M_", "APLOG_", "AUTH_", "AUTHZ_", "PROXYREQ_", "REQUEST_"]
-                .iter()
-                .any(|p| name.starts_with(p));
+            || [
+                "HTTP_",
+                "M_",
+                "APLOG_",
+                "AUTH_",
+                "AUTHZ_",
+                "PROXYREQ_",
+                "REQUEST_",
+                "AP_MPMQ_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p));
         if wanted && value.parse::<i64>().is_ok() {
             rows.push_str(&format!("    (\"{name}\", {value}),\n"));
         }

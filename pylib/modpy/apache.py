@@ -7,8 +7,6 @@ when mod_py was built.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import _modpy
 from _modpy import SERVER_RETURN, Connection, Request, Server, Table  # noqa: F401
 
@@ -49,8 +47,15 @@ def main_server() -> Server | None:
     return _modpy.main_server()
 
 
-def mpm_query(what: str) -> Any:
-    """Only 'is_threaded' is answered (True for event/worker)."""
-    if what == "is_threaded":
-        return _modpy.mpm_is_threaded()
-    raise ValueError(f"unknown mpm_query {what!r}")
+def mpm_query(code: int | str) -> int:
+    """ap_mpm_query: pass an AP_MPMQ_* constant (mod_python's API); "is_threaded" is accepted too."""
+    if code == "is_threaded":
+        code = _modpy.AP_MPMQ_IS_THREADED
+    if not isinstance(code, int):
+        raise TypeError(f"mpm_query takes an AP_MPMQ_* constant, not {code!r}")
+    return _modpy.mpm_query(code)
+
+
+__all__ = sorted({name for name in globals() if name.isupper()} | {
+    "Connection", "Request", "Server", "Table", "log_error", "main_server", "mpm_query",
+})

@@ -176,7 +176,7 @@ pub unsafe extern "C" fn modpy_cmd_raw_args(
             })
         }
         sys::modpy_cmd_id_MODPY_CMD_PATH => {
-            if args.is_empty() {
+            if unquote(args).trim().is_empty() {
                 Err(
                     "expected a Python expression giving a list, e.g. \"sys.path + ['/srv/app']\""
                         .into(),

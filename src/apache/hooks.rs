@@ -106,10 +106,10 @@ pub fn hook_child_init<H: ChildInitHook>(order: Order) {
     }
 }
 
-/// The MPM's name ("event", "worker", "prefork") and whether it runs threads.
-pub fn mpm_is_threaded() -> bool {
+/// ap_mpm_query: the value of an AP_MPMQ_* query, None if the MPM does not answer it.
+pub fn mpm_query(code: i32) -> Option<i32> {
     let mut v: c_int = 0;
     // SAFETY: ap_mpm_query writes one int.
-    unsafe { sys::ap_mpm_query(sys::AP_MPMQ_IS_THREADED as c_int, &mut v) };
-    v != sys::AP_MPMQ_NOT_SUPPORTED as c_int
+    let rv = unsafe { sys::ap_mpm_query(code, &mut v) };
+    (rv == sys::APR_SUCCESS as i32).then_some(v)
 }

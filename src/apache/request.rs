@@ -20,6 +20,8 @@ struct RequestState {
     /// Bytes written with flush=0 and not yet passed down.
     pending: usize,
     body_setup: Option<sys::apr_status_t>,
+    /// Reading the body failed: Apache has already answered the client (413, 400, 408...).
+    body_failed: bool,
     ext: ExtSlot,
 }
 
@@ -112,6 +114,8 @@ pub enum Error {
     Gone(Gone),
     Io(IoError),
     Http(i32),
+    /// Reading the request body failed; the text says why as far as Apache lets us know.
+    Body(&'static str),
 }
 
 impl From<Gone> for Error {
@@ -141,6 +145,7 @@ impl Request {
                 out: std::ptr::null_mut(),
                 pending: 0,
                 body_setup: None,
+                body_failed: false,
                 ext: Mutex::new(None),
             };
             set_module_config(
@@ -385,6 +390,13 @@ impl<'a> RequestRef<'a> {
     /// copy; Apache's filters set aside what they keep), followed by FLUSH. Without, it is
     /// copied into the pending brigade, passed down once 64 KiB have gathered or on flush().
     pub fn write(&self, data: &[u8], flush: bool) -> Result<(), IoError> {
+        if self.state().body_failed {
+            // Apache already sent an error response; more output would be appended to it.
+            return Err(IoError {
+                status: sys::APR_EGENERAL as i32,
+                what: "writing after a failed body read",
+            });
+        }
         let bb = self.out_brigade();
         if flush {
             // SAFETY: `data` outlives the pass below; transient buckets are set aside (copied)
@@ -440,6 +452,11 @@ impl<'a> RequestRef<'a> {
             return Ok(());
         }
         self.pass_out()
+    }
+
+    /// True once a body read failed (Apache answered the client itself).
+    pub fn body_failed(&self) -> bool {
+        self.state().body_failed
     }
 
     /// Drops output written with flush=0 that has not been passed down yet.
@@ -532,10 +549,18 @@ impl<'a> RequestRef<'a> {
             match n {
                 0 => break,
                 n if n < 0 => {
-                    return Err(Error::Io(IoError {
-                        status: sys::APR_EGENERAL as i32,
-                        what: "reading the request body",
-                    }))
+                    // ap_get_client_block has already sent the error response (413 for a body
+                    // over LimitRequestBody, 400 for bad chunking, 408 on timeout) unless the
+                    // client went away.
+                    self.state().body_failed = true;
+                    return Err(Error::Body(
+                        if self.connection().get().is_ok_and(|c| c.aborted()) {
+                            "reading the request body failed: the client closed the connection"
+                        } else {
+                            "reading the request body failed: Apache has answered the client with an \
+                         error (body over LimitRequestBody, malformed chunked encoding or timeout)"
+                        },
+                    ));
                 }
                 n => got += n as usize,
             }

@@ -47,6 +47,7 @@ pub fn req_err(py: Python<'_>, e: ReqError) -> PyErr {
     match e {
         ReqError::Gone(g) => gone(g),
         ReqError::Io(io) => PyIOError::new_err(io.to_string()),
+        ReqError::Body(why) => PyIOError::new_err(why),
         ReqError::Http(status) => super::module::server_return(py, status),
     }
 }

@@ -57,8 +57,9 @@ impl Drop for Serving {
     }
 }
 
-/// name -> (file, mtime) of handler modules imported by mod_py, for PythonAutoReload.
-static MTIMES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+/// (module name, directory) -> (module, file, mtime) of handler modules, so a request finds
+/// its module with one dict lookup (plus one stat() for PythonAutoReload).
+static HANDLER_MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 /// The PythonPath expression last applied (evaluated only when it changes, as mod_python).
 static APPLIED_PATH: Mutex<Option<String>> = Mutex::new(None);
 
@@ -89,45 +90,62 @@ pub fn apply_python_path(py: Python<'_>, expr: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// Imports (or re-imports, when its file changed and autoreload is on) a handler module.
+/// Imports (or re-imports, when its file changed and autoreload is on) a handler module;
+/// first loads go through modpy._importer (a module file in the handler's directory is loaded
+/// under a name of its own, so same-named modules of two directories never collide).
 pub fn import_handler_module<'py>(
     py: Python<'py>,
     name: &str,
     directory: Option<&str>,
     autoreload: bool,
 ) -> PyResult<Bound<'py, PyModule>> {
+    let cache = HANDLER_MODULES
+        .get_or_init(py, || PyDict::new(py).unbind())
+        .bind(py);
+    let key = (name, directory);
+    if let Some(entry) = cache.get_item(key)? {
+        let (module, file, mtime): (
+            Bound<'py, PyModule>,
+            Option<Bound<'py, PyString>>,
+            Option<f64>,
+        ) = entry.extract()?;
+        let Some(file) = file.filter(|_| autoreload) else {
+            return Ok(module);
+        };
+        let now = file_mtime(file.to_str()?);
+        if now == mtime {
+            return Ok(module);
+        }
+        let module = importer(py)?
+            .call_method1("reload", (module,))?
+            .cast_into::<PyModule>()?;
+        cache.set_item(key, (&module, &file, now))?;
+        return Ok(module);
+    }
     if let Some(dir) = directory {
+        // Sibling modules of the handler import as they would under mod_python.
         let path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
         if !path.contains(dir)? {
             path.insert(0, dir)?;
         }
     }
-    // PyImport_Import: sys.modules fast path, but waits for a module another thread is
-    // still importing (a bare sys.modules lookup would hand out a half-initialised module).
-    let m = py.import(name)?;
-    let mtimes = MTIMES.get_or_init(py, || PyDict::new(py).unbind()).bind(py);
-    match mtimes.get_item(name)? {
-        Some(known) if autoreload => {
-            let (file, mtime): (String, Option<f64>) = known.extract()?;
-            if file_mtime(&file) == mtime {
-                return Ok(m);
-            }
-            let m = py
-                .import("importlib")?
-                .call_method1("reload", (m,))?
-                .cast_into::<PyModule>()?;
-            mtimes.set_item(name, (&file, file_mtime(&file)))?;
-            Ok(m)
-        }
-        Some(_) => Ok(m),
-        None => {
-            if let Ok(file) = m.getattr("__file__").and_then(|f| f.extract::<String>()) {
-                let mtime = file_mtime(&file);
-                mtimes.set_item(name, (file, mtime))?;
-            }
-            Ok(m)
-        }
-    }
+    let module = importer(py)?
+        .call_method1("import_handler", (name, directory))?
+        .cast_into::<PyModule>()?;
+    let file = module
+        .getattr("__file__")
+        .ok()
+        .and_then(|f| f.cast_into::<PyString>().ok());
+    let mtime = match &file {
+        Some(f) => file_mtime(f.to_str()?),
+        None => None,
+    };
+    cache.set_item(key, (&module, file, mtime))?;
+    Ok(module)
+}
+
+fn importer(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("modpy._importer")
 }
 
 /// `function` may be dotted (`obj.method`), as in mod_python.
@@ -146,6 +164,11 @@ enum Outcome {
     Failed(PyErr),
 }
 
+/// What a handler may end with: OK, DECLINED, DONE or an HTTP status.
+fn is_valid_result(rc: i32) -> bool {
+    rc == OK || rc == DECLINED || rc == DONE || (100..=599).contains(&rc)
+}
+
 fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: bool) -> Outcome {
     let (module, function) = e.module_and_function("handler");
     let result = import_handler_module(py, module, e.directory.as_deref(), autoreload)
@@ -154,9 +177,7 @@ fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: b
     match result {
         Ok(v) => {
             match v.extract::<i32>() {
-                Ok(rc) if rc == OK || rc == DECLINED || rc == DONE || (100..=599).contains(&rc) => {
-                    Outcome::Status(rc)
-                }
+                Ok(rc) if is_valid_result(rc) => Outcome::Status(rc),
                 _ => Outcome::Failed(PyTypeError::new_err(format!(
                 "handler '{}' returned {} ({}), not apache.OK, DECLINED, DONE or an HTTP status",
                 e.handler,
@@ -175,8 +196,12 @@ fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: b
                 None => Outcome::Status(OK),
                 Some(a) if a.is_none() => Outcome::Status(OK),
                 Some(a) => match a.extract::<i32>() {
-                    Ok(rc) => Outcome::Status(rc),
-                    Err(_) => Outcome::Failed(err),
+                    Ok(rc) if is_valid_result(rc) => Outcome::Status(rc),
+                    _ => Outcome::Failed(PyTypeError::new_err(format!(
+                        "handler '{}' raised SERVER_RETURN({}), not apache.OK, DECLINED, DONE or an HTTP status",
+                        e.handler,
+                        a.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                    ))),
                 },
             }
         }
@@ -228,6 +253,9 @@ fn report_failure(
     for line in tb.lines() {
         r.log_error(log::APLOG_ERR, 0, line);
     }
+    if r.body_failed() {
+        return DONE; // Apache has already answered the client with the body error
+    }
     if !debug {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -250,6 +278,21 @@ fn report_failure(
     }
 }
 
+/// DESIGN rule 2: one interpreter per process. A PythonInterpreter other than the main one is
+/// accepted (old configs keep working) and said once per child to share it.
+fn interpreter_notice(name: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if name != "main_interpreter" && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log_in_context(
+            log::APLOG_NOTICE,
+            &format!(
+                "mod_py: PythonInterpreter {name}: mod_py runs one interpreter per process; \
+                 handlers of every PythonInterpreter share it (use daemon process groups to separate applications)"
+            ),
+        );
+    }
+}
+
 /// Runs a phase's handlers in order until one returns something other than OK; returns that
 /// (or OK, or DECLINED when no handler applied to this request).
 pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]) -> i32 {
@@ -260,6 +303,9 @@ pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]
         };
         let config = r.per_dir_config();
         let (debug, autoreload) = (config.debug(), config.autoreload());
+        if let Some(name) = config.interpreter.as_deref() {
+            interpreter_notice(name);
+        }
         let python_path = config.python_path.clone();
         // Only `| .ext` restrictions need the file name.
         let filename = if entries.iter().any(|e| !e.extensions.is_empty()) {

@@ -38,10 +38,12 @@ fn main_server() -> Option<Server> {
     super::main_server().map(Server::new)
 }
 
-/// True for event and worker, False for prefork.
+/// ap_mpm_query(code): an AP_MPMQ_* constant in, its value out.
 #[pyfunction]
-fn mpm_is_threaded() -> bool {
-    crate::apache::hooks::mpm_is_threaded()
+fn mpm_query(code: i32) -> PyResult<i32> {
+    crate::apache::hooks::mpm_query(code).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!("ap_mpm_query({code}) failed"))
+    })
 }
 
 #[pymodule]
@@ -57,7 +59,7 @@ pub fn _modpy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("version", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(log_error, m)?)?;
     m.add_function(wrap_pyfunction!(main_server, m)?)?;
-    m.add_function(wrap_pyfunction!(mpm_is_threaded, m)?)?;
+    m.add_function(wrap_pyfunction!(mpm_query, m)?)?;
     m.add("APLOG_DEFAULT_ERR", log::APLOG_ERR)?;
     Ok(())
 }

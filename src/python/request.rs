@@ -629,8 +629,8 @@ impl Request {
 
     // ---- the rest of mod_python's request API ----
 
-    /// (status, password) like ap_get_basic_auth_pw; mod_python returns the password only
-    /// (raising on failure), which this does too.
+    /// The Basic auth password (ap_get_basic_auth_pw; sets req.user), or None when the
+    /// request has no Basic credentials.
     fn get_basic_auth_pw<'py>(
         &self,
         py: Python<'py>,

@@ -11,10 +11,12 @@ import pytest
 from harness import Apache
 
 HELLO = '''
+import os
 from modpy import apache
+NAME = os.path.basename(__file__)[:-3]
 def handler(req):
     req.content_type = "text/plain"
-    req.write(("%s from " + __name__ + "\\n") % req.uri)
+    req.write(("%s from " + NAME + "\\n") % req.uri)
     return apache.OK
 def other(req):
     req.write(b"other")
@@ -132,6 +134,7 @@ def test_autoreload(apache: Callable[..., Apache], mpm: str) -> None:
         ("PythonImport 1x", "PythonImport: '1x' is not a Python module name"),
         ("<Location /x>\nPythonImport mod\n</Location>", "PythonImport not allowed in <Location> context"),
         ("PythonPath", "PythonPath: expected a Python expression"),
+        ('PythonPath ""', "PythonPath: expected a Python expression"),
     ],
 )
 def test_bad_directives_fail_configtest(apache: Callable[..., Apache], body: str, needle: str) -> None:
@@ -163,3 +166,56 @@ def test_missing_handler_module_logs_and_apache_keeps_serving(apache: Callable[.
     assert "PythonHandler 'not_there::handler' failed for /x" in log
     assert "No module named 'not_there'" in log
     assert a.proc is not None and a.proc.poll() is None
+
+
+def test_same_module_name_in_two_directories(apache: Callable[..., Apache]) -> None:
+    app = '''
+from modpy import apache
+def handler(req):
+    import helper  # a sibling module of a/app.py
+    req.write(("%s %s" % (WHO, helper.WHO)).encode())
+    return apache.OK
+'''
+    a = apache(
+        """
+        <Directory @ROOT@/htdocs/a>
+            SetHandler modpy
+            PythonHandler app
+        </Directory>
+        <Directory @ROOT@/htdocs/b>
+            SetHandler modpy
+            PythonHandler app
+        </Directory>
+        """,
+        files={
+            "htdocs/a/app.py": "WHO = 'a'\n" + app,
+            "htdocs/a/helper.py": "WHO = 'helper-a'\n",
+            "htdocs/b/app.py": "WHO = 'b'\n" + app.replace("import helper", "helper = None").replace("helper.WHO", "'no helper'"),
+        },
+    )
+    for _ in range(3):
+        assert a.get("/a/x")[2] == b"a helper-a"
+        assert a.get("/b/x")[2] == b"b no helper"
+
+
+def test_python_interpreter_accepted_with_one_notice(apache: Callable[..., Apache]) -> None:
+    a = apache(
+        """
+        <Location /x>
+            SetHandler modpy
+            PythonInterpreter my_app
+            PythonHandler lib_interp
+        </Location>
+        PythonPath "sys.path + ['@ROOT@/lib']"
+        """,
+        files={"lib/lib_interp.py": HELLO},
+        processes=1,
+    )
+    for _ in range(3):
+        assert a.get("/x")[0] == 200
+    deadline = time.time() + 5
+    while "PythonInterpreter my_app" not in a.log_text() and time.time() < deadline:
+        time.sleep(0.05)
+    log = a.log_text()
+    assert "PythonInterpreter my_app: mod_py runs one interpreter per process" in log
+    assert log.count("PythonInterpreter my_app") <= 2  # once per child

@@ -33,7 +33,7 @@ ROUTES = [
     "status_teapot", "status_raise", "status_declined", "status_done", "set_status", "boom",
     "returns_none", "returns_str", "logs", "keep", "keep_table", "options", "imported", "syspath",
     "write_flush0", "write_str", "write_bad_type", "redirect", "cleanup", "sendfile", "attr",
-    "readonly",
+    "readonly", "server_return_bad", "read_then_write", "mpm",
 ]
 
 
@@ -51,6 +51,7 @@ def conf() -> str:
     parts.append("<Location /h/syntax>\n    PythonHandler broken_syntax\n</Location>")
     parts.append("<Location /h/importerr>\n    PythonHandler raises_on_import\n</Location>")
     parts.append("<Location /h/nofunc>\n    PythonHandler handlers::no_such_function\n</Location>")
+    parts.append("<Location /h/read_then_write>\n    LimitRequestBody 1000\n</Location>")
     parts.append("<Location /nohandler>\n    SetHandler modpy\n</Location>")
     return "\n".join(parts)
 
@@ -213,6 +214,7 @@ def test_python_debug_sends_traceback(server: Apache) -> None:
     ("/h/syntax", "SyntaxError"),
     ("/h/importerr", "RuntimeError: failing at import"),
     ("/h/nofunc", "AttributeError: module 'handlers' has no attribute 'no_such_function'"),
+    ("/h/server_return_bad", "raised SERVER_RETURN(12345), not apache.OK"),
 ])
 def test_bad_handlers_give_500_and_clear_log(server: Apache, path: str, needle: str) -> None:
     assert server.get(path)[0] == 500
@@ -322,3 +324,17 @@ def test_client_disconnect_mid_body_is_survived(server: Apache) -> None:
     s.close()
     time.sleep(0.3)
     assert server.get("/h/hello")[0] == 200
+
+
+def test_body_over_limit_gets_413_and_nothing_appended(server: Apache) -> None:
+    assert server.request("POST", "/h/read_then_write", body=b"x" * 500)[2] == b"read ok"
+    body = b"y" * 5000
+    gen = (body[i : i + 1000] for i in range(0, len(body), 1000))
+    status, _, out = server.request("POST", "/h/read_then_write", body=gen, headers={"Transfer-Encoding": "chunked"})
+    assert status == 413 and b"JUNK" not in out
+    wait_log(server, "read failed: reading the request body failed: Apache has answered the client")
+
+
+def test_mpm_query(server: Apache) -> None:
+    f = get_json(server, "/h/mpm")
+    assert f["threaded"] == f["alias"] == (0 if server.mpm == "prefork" else 1)

@@ -286,3 +286,22 @@ class Obj:
 
 
 obj = Obj()
+
+
+def server_return_bad(req):
+    raise apache.SERVER_RETURN(12345)
+
+
+def read_then_write(req):
+    try:
+        req.read()
+    except OSError as e:
+        apache.log_error("read failed: %s" % e)
+        req.write(b"JUNK AFTER ERROR")
+        raise
+    return _send(req, b"read ok")
+
+
+def mpm(req):
+    return _send(req, {"threaded": apache.mpm_query(apache.AP_MPMQ_IS_THREADED),
+                       "alias": apache.mpm_query("is_threaded")})
