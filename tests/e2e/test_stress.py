@@ -62,34 +62,45 @@ def test_1gib_post_read_in_chunks_keeps_rss_flat(apache: Callable[..., Apache]) 
 
 
 def test_concurrency_24_threads_x_40_requests(apache: Callable[..., Apache]) -> None:
-    # 24 worker threads for 24 keep-alive clients: with fewer, mpm_event closes idle keep-alive
-    # connections whenever all workers are busy (Apache's behaviour, static files included).
+    # 24 worker threads for 24 keep-alive clients.
     a = start(apache, threads=12)
     payload = os.urandom(100_000)
+    reconnects = [0]
+
+    def exchange(c: http.client.HTTPConnection, j: int) -> bool:
+        if j % 4 == 3:
+            c.request("POST", "/s/echo", body=payload)
+            r = c.getresponse()
+            return r.status == 200 and r.read() == payload
+        c.request("GET", "/s/hello")
+        r = c.getresponse()
+        return r.status == 200 and r.read() == b"Hello, World!\n"
 
     def client(i: int) -> int:
         ok = 0
         c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
+        used = False
         for j in range(40):
-            if j % 4 == 3:
-                c.request("POST", "/s/echo", body=payload)
-                r = c.getresponse()
-                body = r.read()
-                ok += r.status == 200 and body == payload
-            else:
-                c.request("GET", "/s/hello")
-                r = c.getresponse()
-                body = r.read()
-                ok += r.status == 200 and body == b"Hello, World!\n"
-            if r.getheader("Connection", "").lower() == "close":
+            try:
+                ok += exchange(c, j)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # A server may close an idle keep-alive connection at any time (mpm_event does
+                # when all its workers are busy); clients retry on a new one, as browsers and
+                # urllib3 do. A failure on a fresh connection is a real failure.
+                if not used:
+                    raise
+                reconnects[0] += 1
                 c.close()
                 c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
+                ok += exchange(c, j)
+            used = True
         c.close()
         return ok
 
     with cf.ThreadPoolExecutor(24) as ex:
         results = list(ex.map(client, range(24)))
     assert results == [40] * 24
+    print(f"keep-alive connections closed by the server and reopened: {reconnects[0]}")
     log = a.log_text()
     assert "[py:error]" not in log and "exit signal" not in log, log[-3000:]
 
