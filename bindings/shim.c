@@ -17,6 +17,19 @@ static const int id_handler = MODPY_CMD_HANDLER, id_path = MODPY_CMD_PATH,
 
 #define INFO(id) ((void *)&(id))
 
+/* The WSGI directives' ids are their cmd->info. */
+static const int wsgi_ids[] = {
+    MODPY_WSGI_SCRIPT_ALIAS, MODPY_WSGI_SCRIPT_ALIAS_MATCH, MODPY_WSGI_APPLICATION_GROUP,
+    MODPY_WSGI_PROCESS_GROUP, MODPY_WSGI_CALLABLE_OBJECT, MODPY_WSGI_IMPORT_SCRIPT,
+    MODPY_WSGI_PYTHON_PATH, MODPY_WSGI_PYTHON_HOME, MODPY_WSGI_SCRIPT_RELOADING,
+    MODPY_WSGI_PASS_AUTHORIZATION, MODPY_WSGI_CHUNKED_REQUEST, MODPY_WSGI_ERROR_OVERRIDE,
+    MODPY_WSGI_TRUSTED_PROXIES, MODPY_WSGI_TRUSTED_PROXY_HEADERS, MODPY_WSGI_HANDLER_SCRIPT,
+    MODPY_WSGI_RESTRICT_EMBEDDED, MODPY_WSGI_ACCESS_SCRIPT, MODPY_WSGI_AUTH_USER_SCRIPT,
+    MODPY_WSGI_AUTH_GROUP_SCRIPT, MODPY_WSGI_SOCKET_PREFIX
+};
+#define WSGI_CMD(name, id, where, help) \
+    AP_INIT_RAW_ARGS(name, modpy_cmd_wsgi, (void *)&wsgi_ids[(id) - MODPY_WSGI_SCRIPT_ALIAS], where, help)
+
 const command_rec modpy_cmds[] = {
     AP_INIT_RAW_ARGS("PythonHandler", modpy_cmd_raw_args, INFO(id_handler), OR_ALL,
                      "PythonHandler module[::function] [module[::function] ...] [| .ext ...]"),
@@ -34,6 +47,47 @@ const command_rec modpy_cmds[] = {
                   "PythonInterpreter name: accepted; mod_py runs one interpreter per process"),
     AP_INIT_TAKE1("PythonHandlerModule", modpy_cmd_raw_args, INFO(id_handler_module), OR_ALL,
                   "PythonHandlerModule module: the module used for every phase that has no handler"),
+    /* ---- mod_wsgi's directives ---- */
+    WSGI_CMD("WSGIScriptAlias", MODPY_WSGI_SCRIPT_ALIAS, RSRC_CONF,
+             "WSGIScriptAlias URL-path file-path [process-group=] [application-group=] [callable-object=] [pass-authorization=]"),
+    WSGI_CMD("WSGIScriptAliasMatch", MODPY_WSGI_SCRIPT_ALIAS_MATCH, RSRC_CONF,
+             "WSGIScriptAliasMatch regex file-path [options]"),
+    WSGI_CMD("WSGIApplicationGroup", MODPY_WSGI_APPLICATION_GROUP, RSRC_CONF | ACCESS_CONF,
+             "WSGIApplicationGroup name|%{GLOBAL}|%{RESOURCE}|%{SERVER}|%{ENV:variable}"),
+    WSGI_CMD("WSGIProcessGroup", MODPY_WSGI_PROCESS_GROUP, RSRC_CONF | ACCESS_CONF,
+             "WSGIProcessGroup name|%{GLOBAL}"),
+    WSGI_CMD("WSGICallableObject", MODPY_WSGI_CALLABLE_OBJECT, OR_FILEINFO,
+             "WSGICallableObject name (default: application)"),
+    WSGI_CMD("WSGIImportScript", MODPY_WSGI_IMPORT_SCRIPT, RSRC_CONF,
+             "WSGIImportScript file-path [process-group=] [application-group=]"),
+    WSGI_CMD("WSGIPythonPath", MODPY_WSGI_PYTHON_PATH, RSRC_CONF,
+             "WSGIPythonPath directory[:directory...]"),
+    WSGI_CMD("WSGIPythonHome", MODPY_WSGI_PYTHON_HOME, RSRC_CONF,
+             "WSGIPythonHome prefix|virtualenv-directory"),
+    WSGI_CMD("WSGIScriptReloading", MODPY_WSGI_SCRIPT_RELOADING, OR_FILEINFO,
+             "WSGIScriptReloading On|Off (default On)"),
+    WSGI_CMD("WSGIPassAuthorization", MODPY_WSGI_PASS_AUTHORIZATION, OR_FILEINFO,
+             "WSGIPassAuthorization On|Off (default Off)"),
+    WSGI_CMD("WSGIChunkedRequest", MODPY_WSGI_CHUNKED_REQUEST, OR_FILEINFO,
+             "WSGIChunkedRequest On|Off (default Off)"),
+    WSGI_CMD("WSGIErrorOverride", MODPY_WSGI_ERROR_OVERRIDE, OR_FILEINFO,
+             "WSGIErrorOverride On|Off (default Off)"),
+    WSGI_CMD("WSGITrustedProxies", MODPY_WSGI_TRUSTED_PROXIES, RSRC_CONF | ACCESS_CONF,
+             "WSGITrustedProxies ip|cidr ..."),
+    WSGI_CMD("WSGITrustedProxyHeaders", MODPY_WSGI_TRUSTED_PROXY_HEADERS, RSRC_CONF | ACCESS_CONF,
+             "WSGITrustedProxyHeaders header ..."),
+    WSGI_CMD("WSGIHandlerScript", MODPY_WSGI_HANDLER_SCRIPT, RSRC_CONF,
+             "WSGIHandlerScript name file-path"),
+    WSGI_CMD("WSGIRestrictEmbedded", MODPY_WSGI_RESTRICT_EMBEDDED, RSRC_CONF,
+             "WSGIRestrictEmbedded On|Off (default Off)"),
+    WSGI_CMD("WSGIAccessScript", MODPY_WSGI_ACCESS_SCRIPT, OR_AUTHCFG,
+             "WSGIAccessScript file-path [application-group=]"),
+    WSGI_CMD("WSGIAuthUserScript", MODPY_WSGI_AUTH_USER_SCRIPT, OR_AUTHCFG,
+             "WSGIAuthUserScript file-path [application-group=]"),
+    WSGI_CMD("WSGIAuthGroupScript", MODPY_WSGI_AUTH_GROUP_SCRIPT, OR_AUTHCFG,
+             "WSGIAuthGroupScript file-path [application-group=]"),
+    WSGI_CMD("WSGISocketPrefix", MODPY_WSGI_SOCKET_PREFIX, RSRC_CONF,
+             "WSGISocketPrefix path-prefix"),
     {NULL}
 };
 

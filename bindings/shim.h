@@ -18,6 +18,31 @@ enum modpy_cmd_id {
     MODPY_CMD_HANDLER_MODULE
 };
 
+/* mod_wsgi's directives: all RAW_ARGS, parsed in Rust (src/wsgi/config.rs). */
+enum modpy_wsgi_cmd_id {
+    MODPY_WSGI_SCRIPT_ALIAS = 100,
+    MODPY_WSGI_SCRIPT_ALIAS_MATCH,
+    MODPY_WSGI_APPLICATION_GROUP,
+    MODPY_WSGI_PROCESS_GROUP,
+    MODPY_WSGI_CALLABLE_OBJECT,
+    MODPY_WSGI_IMPORT_SCRIPT,
+    MODPY_WSGI_PYTHON_PATH,
+    MODPY_WSGI_PYTHON_HOME,
+    MODPY_WSGI_SCRIPT_RELOADING,
+    MODPY_WSGI_PASS_AUTHORIZATION,
+    MODPY_WSGI_CHUNKED_REQUEST,
+    MODPY_WSGI_ERROR_OVERRIDE,
+    MODPY_WSGI_TRUSTED_PROXIES,
+    MODPY_WSGI_TRUSTED_PROXY_HEADERS,
+    MODPY_WSGI_HANDLER_SCRIPT,
+    MODPY_WSGI_RESTRICT_EMBEDDED,
+    MODPY_WSGI_ACCESS_SCRIPT,
+    MODPY_WSGI_AUTH_USER_SCRIPT,
+    MODPY_WSGI_AUTH_GROUP_SCRIPT,
+    MODPY_WSGI_SOCKET_PREFIX
+};
+const char *modpy_cmd_wsgi(cmd_parms *cmd, void *mconfig, const char *args);
+
 /* The command table (AP_INIT_* macros), defined in shim.c; referenced by py_module in Rust. */
 extern const command_rec modpy_cmds[];
 

@@ -42,6 +42,8 @@ pub struct DirConfig {
     pub debug: Option<bool>,
     pub autoreload: Option<bool>,
     pub interpreter: Option<String>,
+    /// mod_wsgi's per-directory directives.
+    pub wsgi: crate::wsgi::config::WsgiDirConfig,
 }
 
 impl DirConfig {
@@ -60,6 +62,7 @@ impl DirConfig {
             debug: add.debug.or(base.debug),
             autoreload: add.autoreload.or(base.autoreload),
             interpreter: add.interpreter.clone().or_else(|| base.interpreter.clone()),
+            wsgi: crate::wsgi::config::WsgiDirConfig::merge(&base.wsgi, &add.wsgi),
         }
     }
 
@@ -102,13 +105,18 @@ impl DirConfig {
 pub struct ServerConfig {
     /// `PythonImport module [interpreter]`, imported at child start.
     pub imports: Vec<(String, String)>,
+    /// mod_wsgi's server-level directives.
+    pub wsgi: crate::wsgi::config::WsgiServerConfig,
 }
 
 impl ServerConfig {
     pub fn merge(base: &ServerConfig, add: &ServerConfig) -> ServerConfig {
         let mut imports = base.imports.clone();
         imports.extend(add.imports.iter().cloned());
-        ServerConfig { imports }
+        ServerConfig {
+            imports,
+            wsgi: crate::wsgi::config::WsgiServerConfig::merge(&base.wsgi, &add.wsgi),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod sys;
 pub mod apache;
 pub mod config;
 pub mod python;
+pub mod wsgi;
 
 /// Called by Apache once per module load (every start and restart), in the parent.
 /// Registers hooks only: no Python, no threads, nothing that outlives the config pool.

@@ -277,3 +277,140 @@ pub unsafe extern "C" fn modpy_cmd_flag(
     }
     std::ptr::null()
 }
+
+// ---- mod_wsgi's directives ----
+
+/// # Safety
+/// Called by Apache only (command table in bindings/shim.c), while parsing a directive.
+#[no_mangle]
+pub unsafe extern "C" fn modpy_cmd_wsgi(
+    cmd: *mut sys::cmd_parms,
+    mconfig: *mut c_void,
+    args: *const c_char,
+) -> *const c_char {
+    use crate::wsgi::config as w;
+    // SAFETY: as in modpy_cmd_raw_args; RSRC_CONF directives change the server's config.
+    let info = unsafe { cmd_info(cmd) };
+    let args = arg(args);
+    let args = args.trim();
+    let sc =
+        unsafe { &mut *(get_module_config((*(*cmd).server).module_config) as *mut ServerConfig) };
+    let dc = if mconfig.is_null() {
+        None
+    } else {
+        // SAFETY: for directory-capable directives mconfig is our DirConfig.
+        Some(unsafe { &mut *(mconfig as *mut DirConfig) })
+    };
+    let one = |what: &str| -> Result<String, String> {
+        let words = w::split_args(args)?;
+        match words.as_slice() {
+            [v] => Ok(v.clone()),
+            _ => Err(format!("expected one argument: {what}")),
+        }
+    };
+    let flag = || one("On or Off").and_then(|v| w::parse_on_off(&v));
+    let words = || -> Result<Vec<String>, String> {
+        let v = w::split_args(args)?;
+        if v.is_empty() {
+            Err("expected at least one argument".into())
+        } else {
+            Ok(v)
+        }
+    };
+    let result: Result<(), String> = (|| {
+        let id = info.id;
+        if id == sys::modpy_wsgi_cmd_id_MODPY_WSGI_SCRIPT_ALIAS
+            || id == sys::modpy_wsgi_cmd_id_MODPY_WSGI_SCRIPT_ALIAS_MATCH
+        {
+            let is_match = id == sys::modpy_wsgi_cmd_id_MODPY_WSGI_SCRIPT_ALIAS_MATCH;
+            if is_match {
+                return Err(
+                    "WSGIScriptAliasMatch is not supported yet; use WSGIScriptAlias".into(),
+                );
+            }
+            sc.wsgi
+                .script_aliases
+                .push(w::parse_script_alias(args, is_match)?);
+            return Ok(());
+        }
+        match id {
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_IMPORT_SCRIPT => {
+                sc.wsgi.import_scripts.push(w::parse_import_script(args)?)
+            }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_PYTHON_PATH => {
+                sc.wsgi.python_path = one("directory[:directory...]")?
+                    .split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_PYTHON_HOME => {
+                sc.wsgi.python_home = Some(one("a directory")?)
+            }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_RESTRICT_EMBEDDED => {
+                sc.wsgi.restrict_embedded = Some(flag()?)
+            }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_SOCKET_PREFIX => {
+                sc.wsgi.socket_prefix = Some(one("a path prefix")?)
+            }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_HANDLER_SCRIPT => {
+                let v = words()?;
+                let [name, path] = v.as_slice() else {
+                    return Err("expected: name file-path".into());
+                };
+                sc.wsgi.handler_scripts.push((name.clone(), path.clone()));
+            }
+            _ => {
+                let Some(dc) = dc else {
+                    return Err("not allowed here".into());
+                };
+                let d = &mut dc.wsgi;
+                match id {
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_APPLICATION_GROUP => {
+                        d.application_group = Some(one("a group name")?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_PROCESS_GROUP => {
+                        d.process_group = Some(one("a group name")?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_CALLABLE_OBJECT => {
+                        d.callable_object = Some(one("a name")?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_SCRIPT_RELOADING => {
+                        d.script_reloading = Some(flag()?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_PASS_AUTHORIZATION => {
+                        d.pass_authorization = Some(flag()?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_CHUNKED_REQUEST => {
+                        d.chunked_request = Some(flag()?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_ERROR_OVERRIDE => {
+                        d.error_override = Some(flag()?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_TRUSTED_PROXIES => {
+                        d.trusted_proxies = Some(words()?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_TRUSTED_PROXY_HEADERS => {
+                        d.trusted_proxy_headers = Some(words()?)
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_ACCESS_SCRIPT => {
+                        d.access_script = Some(words()?[0].clone())
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_AUTH_USER_SCRIPT => {
+                        d.auth_user_script = Some(words()?[0].clone())
+                    }
+                    sys::modpy_wsgi_cmd_id_MODPY_WSGI_AUTH_GROUP_SCRIPT => {
+                        d.auth_group_script = Some(words()?[0].clone())
+                    }
+                    _ => return Err("internal error: unknown directive id".into()),
+                }
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => std::ptr::null(),
+        // SAFETY: cmd is valid for the duration of this call.
+        Err(e) => unsafe { cmd_error(cmd, &info.name, &e) },
+    }
+}

@@ -113,3 +113,27 @@ pub fn mpm_query(code: i32) -> Option<i32> {
     let rv = unsafe { sys::ap_mpm_query(code, &mut v) };
     (rv == sys::APR_SUCCESS as i32).then_some(v)
 }
+
+// ---- translate_name (WSGIScriptAlias) ----
+
+/// translate_name: map the URI to a file (r->filename), or DECLINED.
+pub fn hook_translate_name<H: RequestHook>(order: Order) {
+    // SAFETY: registration during register_hooks; the trampoline is a 'static fn.
+    unsafe {
+        sys::ap_hook_translate_name(Some(request_trampoline::<H>), null(), null(), order.raw())
+    }
+}
+
+impl HookRequest {
+    /// r->uri (the decoded, normalised path).
+    pub fn uri(&self) -> Option<&[u8]> {
+        // SAFETY: r is the live request of the running hook.
+        unsafe { cstr((*self.r).uri) }
+    }
+
+    /// The server (virtual host) this request is for.
+    pub fn server(&self) -> Server {
+        // SAFETY: r is the live request of the running hook.
+        unsafe { Server::from_raw((*self.r).server) }
+    }
+}

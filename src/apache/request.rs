@@ -78,6 +78,22 @@ pub enum TableField {
     TrailersOut,
 }
 
+/// The kind of r->finfo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Directory,
+    Missing,
+    Other,
+}
+
+/// The httpd version mod_py was built against.
+pub const SERVER_VERSION: (u32, u32, u32) = (
+    sys::AP_SERVER_MAJORVERSION_NUMBER,
+    sys::AP_SERVER_MINORVERSION_NUMBER,
+    sys::AP_SERVER_PATCHLEVEL_NUMBER,
+);
+
 /// apr_uri_t, borrowed from a live request.
 pub struct ParsedUri<'a> {
     pub scheme: Option<&'a [u8]>,
@@ -286,6 +302,17 @@ impl<'a> RequestRef<'a> {
         }
     }
 
+    /// What Apache's directory walk found at r->filename: a regular file, a directory, or
+    /// nothing (r->finfo.filetype).
+    pub fn file_kind(&self) -> FileKind {
+        match self.rec().finfo.filetype {
+            sys::apr_filetype_e_APR_REG => FileKind::File,
+            sys::apr_filetype_e_APR_DIR => FileKind::Directory,
+            sys::apr_filetype_e_APR_NOFILE => FileKind::Missing,
+            _ => FileKind::Other,
+        }
+    }
+
     pub fn set_status(&self, status: i32) {
         // SAFETY: alive.
         unsafe { (*self.r).status = status };
@@ -457,6 +484,34 @@ impl<'a> RequestRef<'a> {
     /// True once a body read failed (Apache answered the client itself).
     pub fn body_failed(&self) -> bool {
         self.state().body_failed
+    }
+
+    /// Ends a response that cannot be completed (an application failed after output began):
+    /// an error bucket with 502 makes Apache's chunking filter omit the last chunk, and the
+    /// connection is closed, so the client can tell the body is incomplete (as mod_proxy does
+    /// when a backend breaks).
+    pub fn abort_response(&self) {
+        self.discard_pending_output();
+        let bb = self.out_brigade();
+        // SAFETY: alive; the buckets are created in our brigade and passed at once.
+        unsafe {
+            (*self.rec().connection).keepalive = sys::ap_conn_keepalive_e_AP_CONN_CLOSE;
+            let e = sys::ap_bucket_error_create(
+                sys::HTTP_BAD_GATEWAY as i32,
+                std::ptr::null(),
+                self.pool(),
+                (*self.rec().connection).bucket_alloc,
+            );
+            sys::modpy_brigade_insert_tail(bb, e);
+            sys::modpy_brigade_append_eos(bb);
+        }
+        let _ = self.pass_out();
+    }
+
+    /// Closes the connection after this response (no keep-alive).
+    pub fn set_connection_close(&self) {
+        // SAFETY: alive.
+        unsafe { (*self.rec().connection).keepalive = sys::ap_conn_keepalive_e_AP_CONN_CLOSE };
     }
 
     /// Drops output written with flush=0 that has not been passed down yet.

@@ -43,6 +43,23 @@ impl Table {
         Ok(out)
     }
 
+    /// Calls `f` on every (key, value) in order without copying them out.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), Gone> {
+        let _alive = self.live.check()?;
+        // SAFETY: the table is alive; apr_table_elts returns its entry array.
+        let arr = unsafe { &*sys::apr_table_elts(self.t) };
+        let elts = arr.elts as *const sys::apr_table_entry_t;
+        for i in 0..arr.nelts as usize {
+            // SAFETY: i < nelts; keys and values are NUL-terminated strings of the table's pool
+            // that stay alive (and unmodified: f cannot reach this table) during the call.
+            let e = unsafe { &*elts.add(i) };
+            if let Some(k) = unsafe { cstr(e.key) } {
+                f(k, unsafe { cstr(e.val) }.unwrap_or_default());
+            }
+        }
+        Ok(())
+    }
+
     /// The first value of `key` (apr_table_get).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Gone> {
         let _alive = self.live.check()?;

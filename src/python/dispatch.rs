@@ -42,10 +42,10 @@ pub fn log_in_context(level: i32, message: &str) {
     }
 }
 
-struct Serving;
+pub struct Serving;
 
 impl Serving {
-    fn enter(req: &apache::Request) -> Serving {
+    pub fn enter(req: &apache::Request) -> Serving {
         CURRENT.with(|c| c.borrow_mut().push(req.clone()));
         Serving
     }
@@ -63,7 +63,7 @@ static HANDLER_MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 /// The PythonPath expression last applied (evaluated only when it changes, as mod_python).
 static APPLIED_PATH: Mutex<Option<String>> = Mutex::new(None);
 
-fn file_mtime(path: &str) -> Option<f64> {
+pub fn file_mtime(path: &str) -> Option<f64> {
     let m = std::fs::metadata(path).ok()?.modified().ok()?;
     Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
 }
@@ -209,7 +209,7 @@ fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: b
     }
 }
 
-fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
+pub fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py
         .import("traceback")
         .and_then(|tb| {

@@ -9,9 +9,11 @@ mod module;
 mod request;
 mod server;
 mod table;
+mod wsgi;
 
 use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, RequestHook};
 use crate::apache::pool::Pool;
+use crate::apache::request::{StrField, TableField};
 use crate::apache::{log, Server};
 use pyo3::prelude::*;
 use std::sync::OnceLock;
@@ -40,6 +42,7 @@ pub fn register_child_cleanup(f: Box<dyn FnOnce() + Send>) {
 pub fn register_hooks() {
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
+    hooks::hook_translate_name::<WsgiScriptAlias>(Order::Middle);
 }
 
 /// The handler names `SetHandler` / `AddHandler` may use for mod_py.
@@ -51,7 +54,16 @@ struct ContentHandler;
 
 impl RequestHook for ContentHandler {
     fn run(hr: &HookRequest) -> i32 {
-        if !hr.handler().is_some_and(is_our_handler) {
+        let Some(handler) = hr.handler() else {
+            return dispatch::DECLINED;
+        };
+        if wsgi::is_wsgi_handler(handler) {
+            if !embed::is_initialized() {
+                return dispatch::HTTP_INTERNAL_SERVER_ERROR;
+            }
+            return wsgi::handle(&hr.request());
+        }
+        if !is_our_handler(handler) {
             return dispatch::DECLINED;
         }
         let req = hr.request();
@@ -146,5 +158,33 @@ fn python_imports(py: Python<'_>, main: Server) {
             }
         }
         server = s.next();
+    }
+}
+
+/// WSGIScriptAlias: maps matching URIs to the script (r->filename = script + rest of the
+/// URI, split into PATH_INFO by Apache's directory walk) and the wsgi-script handler.
+struct WsgiScriptAlias;
+
+impl RequestHook for WsgiScriptAlias {
+    fn run(hr: &HookRequest) -> i32 {
+        let server = hr.server();
+        let aliases = &server.config().wsgi.script_aliases;
+        if aliases.is_empty() {
+            return dispatch::DECLINED;
+        }
+        let Some((index, filename)) = hr.uri().and_then(|u| crate::wsgi::route::route(u, aliases))
+        else {
+            return dispatch::DECLINED;
+        };
+        let req = hr.request();
+        let Ok(r) = req.get() else {
+            return dispatch::DECLINED;
+        };
+        let _ = r.set_str_field(StrField::Filename, Some(&filename));
+        let _ = r.set_str_field(StrField::Handler, Some(b"wsgi-script"));
+        let notes = r.table(TableField::Notes);
+        let _ = notes.set(b"alias-forced-type", b"wsgi-script");
+        let _ = notes.set(b"modpy.wsgi.alias", index.to_string().as_bytes());
+        dispatch::OK
     }
 }

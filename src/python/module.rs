@@ -61,6 +61,7 @@ pub fn _modpy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main_server, m)?)?;
     m.add_function(wrap_pyfunction!(mpm_query, m)?)?;
     m.add("APLOG_DEFAULT_ERR", log::APLOG_ERR)?;
+    super::wsgi::add_to_module(m)?;
     Ok(())
 }
 

@@ -522,7 +522,7 @@ impl Request {
 
     /// Reads the body: all of it (len < 0), or up to `len` bytes; b"" at the end.
     #[pyo3(signature = (len=-1))]
-    fn read<'py>(&self, py: Python<'py>, len: i64) -> PyResult<Bound<'py, PyBytes>> {
+    pub(crate) fn read<'py>(&self, py: Python<'py>, len: i64) -> PyResult<Bound<'py, PyBytes>> {
         let mut out = std::mem::take(&mut *self.rbuf.lock().unwrap_or_else(|e| e.into_inner()));
         if len >= 0 && out.len() >= len as usize {
             let rest = out.split_off(len as usize);
@@ -577,7 +577,7 @@ impl Request {
 
     /// One line of the body (up to and including b"\n"), at most `len` bytes if len >= 0.
     #[pyo3(signature = (len=-1))]
-    fn readline<'py>(&self, py: Python<'py>, len: i64) -> PyResult<Bound<'py, PyBytes>> {
+    pub(crate) fn readline<'py>(&self, py: Python<'py>, len: i64) -> PyResult<Bound<'py, PyBytes>> {
         let limit = if len < 0 { usize::MAX } else { len as usize };
         let mut buf = std::mem::take(&mut *self.rbuf.lock().unwrap_or_else(|e| e.into_inner()));
         let mut scanned = 0;
@@ -604,7 +604,11 @@ impl Request {
 
     /// All remaining lines (stopping once `sizehint` bytes have been read, if > 0).
     #[pyo3(signature = (sizehint=-1))]
-    fn readlines<'py>(&self, py: Python<'py>, sizehint: i64) -> PyResult<Bound<'py, PyList>> {
+    pub(crate) fn readlines<'py>(
+        &self,
+        py: Python<'py>,
+        sizehint: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
         let lines = PyList::empty(py);
         let mut total = 0i64;
         loop {

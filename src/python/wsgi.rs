@@ -1,0 +1,873 @@
+//! WSGI in Apache's children (PEP 3333, mod_wsgi's embedded mode): load the script, build the
+//! environ, call the application and stream what it returns into Apache, with every rule of
+//! src/wsgi enforced. `_modpy.wsgi_run(req, app)` runs any WSGI app from a PythonHandler.
+
+use super::convert::{gone, req_err};
+use super::dispatch::{self, log_in_context, DONE, HTTP_INTERNAL_SERVER_ERROR, OK};
+use super::request::Request;
+use crate::apache::request::{FileKind, StrField, TableField, SERVER_VERSION};
+use crate::apache::{self, log};
+use crate::wsgi::config::{expand_application_group, ScriptAlias, WsgiDirConfig};
+use crate::wsgi::response::{check_header, latin1, parse_status};
+use pyo3::exceptions::PyStopIteration;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
+use std::sync::Mutex;
+
+pub const HTTP_NOT_FOUND: i32 = crate::sys::HTTP_NOT_FOUND as i32;
+pub const HTTP_FORBIDDEN: i32 = crate::sys::HTTP_FORBIDDEN as i32;
+pub const HTTP_LENGTH_REQUIRED: i32 = crate::sys::HTTP_LENGTH_REQUIRED as i32;
+
+/// The mod_wsgi release whose behaviour mod_py reproduces (environ["mod_wsgi.version"]).
+const MOD_WSGI_VERSION: (u32, u32, u32) = (4, 9, 4);
+
+/// The handler names mod_wsgi answers to.
+pub fn is_wsgi_handler(h: &[u8]) -> bool {
+    matches!(h, b"wsgi-script" | b"application/x-httpd-wsgi")
+}
+
+/// A WSGI string (PEP 3333 "native string"): bytes decoded as latin-1.
+fn latin1_str<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+    if b.is_ascii() {
+        // ASCII is valid UTF-8 and decodes the same either way.
+        PyString::new(py, std::str::from_utf8(b).unwrap_or_default())
+    } else {
+        PyString::new(py, &b.iter().map(|&c| c as char).collect::<String>())
+    }
+}
+
+/// Collapses runs of '/' (mod_wsgi does so for SCRIPT_NAME and PATH_INFO).
+fn collapse_slashes(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for &c in s {
+        if !(c == b'/' && out.last() == Some(&b'/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What the WSGI handler needs to know about where the app came from.
+pub struct AppInfo<'a> {
+    pub script: &'a str,
+    pub callable: &'a str,
+    pub application_group: &'a str,
+    pub pass_authorization: bool,
+    pub script_reloading: bool,
+    /// For modpy.wsgi under a PythonHandler: the mount point (SCRIPT_NAME).
+    pub base_uri: Option<&'a str>,
+}
+
+fn build_environ<'py>(
+    py: Python<'py>,
+    req: &apache::Request,
+    pyreq: &Py<Request>,
+    info: &AppInfo<'_>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let r = req.get().map_err(gone)?;
+    r.add_cgi_vars();
+    r.add_common_vars();
+    let env = r.table(TableField::SubprocessEnv);
+    if info.pass_authorization {
+        if let Some(auth) = r
+            .table(TableField::HeadersIn)
+            .get(b"Authorization")
+            .map_err(gone)?
+        {
+            env.set(b"HTTP_AUTHORIZATION", &auth).map_err(gone)?;
+        }
+    }
+    let d = PyDict::new(py);
+    let mut script_name: Vec<u8> = Vec::new();
+    let mut path_info: Vec<u8> = Vec::new();
+    let mut https = false;
+    let mut err = None;
+    env.for_each(|k, v| {
+        match k {
+            b"PATH" => return,
+            b"SCRIPT_NAME" => script_name = collapse_slashes(v),
+            b"PATH_INFO" => path_info = collapse_slashes(v),
+            b"HTTPS" => https = v.eq_ignore_ascii_case(b"on") || v == b"1",
+            _ => {}
+        }
+        if let Err(e) = d.set_item(latin1_str(py, k), latin1_str(py, v)) {
+            err = Some(e);
+        }
+    })
+    .map_err(gone)?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if let Some(base) = info.base_uri {
+        let uri = r.str_field(StrField::Uri).unwrap_or_default();
+        let base = base.trim_end_matches('/').as_bytes();
+        if uri.starts_with(base) {
+            script_name = base.to_vec();
+            path_info = uri[base.len()..].to_vec();
+        }
+    }
+    https |= r.is_https();
+    d.set_item("SCRIPT_NAME", latin1_str(py, &script_name))?;
+    d.set_item("PATH_INFO", latin1_str(py, &path_info))?;
+    if https {
+        d.set_item("HTTPS", "1")?;
+    }
+    d.set_item("mod_wsgi.script_name", latin1_str(py, &script_name))?;
+    d.set_item("mod_wsgi.path_info", latin1_str(py, &path_info))?;
+    d.set_item("mod_wsgi.process_group", "")?;
+    d.set_item("mod_wsgi.application_group", info.application_group)?;
+    d.set_item("mod_wsgi.callable_object", info.callable)?;
+    let handler = r.str_field(StrField::Handler).unwrap_or(b"wsgi-script");
+    d.set_item("mod_wsgi.request_handler", latin1_str(py, handler))?;
+    d.set_item("mod_wsgi.handler_script", "")?;
+    d.set_item(
+        "mod_wsgi.script_reloading",
+        if info.script_reloading { "1" } else { "0" },
+    )?;
+    let c = r.connection();
+    if let Ok(c) = c.get() {
+        let local = c
+            .str_field(apache::connection::ConnStr::LocalIp)
+            .unwrap_or_default();
+        d.set_item("mod_wsgi.listener_host", latin1_str(py, local))?;
+        d.set_item("mod_wsgi.listener_port", c.ports().0.to_string())?;
+    }
+    d.set_item("mod_wsgi.enable_sendfile", "0")?;
+    d.set_item("mod_wsgi.ignore_activity", "0")?;
+    d.set_item("mod_wsgi.request_start", r.rec().request_time.to_string())?;
+    if let Some(id) = r.str_field(StrField::LogId) {
+        d.set_item("mod_wsgi.request_id", latin1_str(py, id))?;
+    }
+    d.set_item("mod_wsgi.version", MOD_WSGI_VERSION)?;
+    d.set_item("apache.version", SERVER_VERSION)?;
+    d.set_item("wsgi.version", (1, 0))?;
+    d.set_item("wsgi.url_scheme", if https { "https" } else { "http" })?;
+    d.set_item(
+        "wsgi.input",
+        Py::new(
+            py,
+            Input {
+                req: pyreq.clone_ref(py),
+            },
+        )?,
+    )?;
+    d.set_item("wsgi.input_terminated", true)?;
+    d.set_item("wsgi.errors", wsgi_errors(py)?)?;
+    d.set_item(
+        "wsgi.multithread",
+        crate::apache::hooks::mpm_query(crate::sys::AP_MPMQ_IS_THREADED as i32).unwrap_or(0) != 0,
+    )?;
+    d.set_item("wsgi.multiprocess", true)?;
+    d.set_item("wsgi.run_once", false)?;
+    d.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    Ok(d)
+}
+
+/// The stream behind environ["wsgi.errors"]: lines go to the error log with the request's
+/// context (modpy._logging.ErrorLogStream at error level).
+fn wsgi_errors(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static ERRORS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    ERRORS
+        .get_or_try_init(py, || {
+            let m = py.import("modpy._logging")?;
+            Ok::<_, PyErr>(
+                m.getattr("ErrorLogStream")?
+                    .call1(("wsgi.errors", log::APLOG_ERR))?
+                    .unbind(),
+            )
+        })
+        .map(|o| o.bind(py).clone())
+}
+
+/// environ["wsgi.input"]: the request body, read on demand (so `100 Continue` is sent only
+/// when the application reads), in bounded chunks.
+#[pyclass(module = "modpy.wsgi", name = "Input", frozen)]
+pub struct Input {
+    req: Py<Request>,
+}
+
+#[pymethods]
+impl Input {
+    #[pyo3(signature = (size=-1))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
+        self.req.get().read(py, size.unwrap_or(-1))
+    }
+    #[pyo3(signature = (size=-1))]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
+        self.req.get().readline(py, size.unwrap_or(-1))
+    }
+    #[pyo3(signature = (hint=-1))]
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<i64>) -> PyResult<Bound<'py, PyList>> {
+        self.req.get().readlines(py, hint.unwrap_or(-1))
+    }
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.req.get().readline(py, -1)?;
+        if line.as_bytes().is_empty() {
+            return Err(PyStopIteration::new_err(()));
+        }
+        Ok(line)
+    }
+}
+
+/// environ["wsgi.file_wrapper"]: iterates a file in blocks; returned as the response, a real
+/// file is handed to Apache as a file bucket (sendfile), never read through Python.
+#[pyclass(module = "modpy.wsgi", name = "FileWrapper", frozen)]
+pub struct FileWrapper {
+    filelike: Py<PyAny>,
+    blksize: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize=8192))]
+    fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
+    }
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let block = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
+        if !block.is_truthy()? {
+            return Err(PyStopIteration::new_err(()));
+        }
+        Ok(block)
+    }
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let f = self.filelike.bind(py);
+        if f.hasattr("close")? {
+            f.call_method0("close")?;
+        }
+        Ok(())
+    }
+}
+
+/// Response state shared by start_response, write() and the handler's loop.
+#[derive(Default)]
+struct ResponseState {
+    /// Set by start_response: (code, status line, headers).
+    status: Option<(u16, String)>,
+    headers: Vec<(String, String)>,
+    content_length: Option<u64>,
+    /// Headers are out (first body byte written).
+    sent: bool,
+    written: u64,
+}
+
+// Raised (and logged as one line) for output that breaks PEP 3333.
+pyo3::create_exception!(
+    modpy.wsgi,
+    WSGIError,
+    pyo3::exceptions::PyException,
+    "A WSGI application broke PEP 3333."
+);
+
+#[pyclass(module = "modpy.wsgi", name = "Response", frozen)]
+pub struct Response {
+    req: apache::Request,
+    state: Mutex<ResponseState>,
+}
+
+impl Response {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ResponseState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts status and headers into the request (before the first body byte).
+    fn send_headers(&self, st: &mut ResponseState) -> PyResult<()> {
+        if st.sent {
+            return Ok(());
+        }
+        let Some((code, line)) = st.status.clone() else {
+            return Err(WSGIError::new_err(
+                "the application returned a body without calling start_response()",
+            ));
+        };
+        let r = self.req.get().map_err(gone)?;
+        r.set_status(code as i32);
+        let _ = r.set_str_field(StrField::StatusLine, Some(line.as_bytes()));
+        let out = r.table(TableField::HeadersOut);
+        for (k, v) in &st.headers {
+            if k.eq_ignore_ascii_case("content-type") {
+                let _ = r.set_str_field(StrField::ContentType, Some(&latin1(v)));
+            } else if k.eq_ignore_ascii_case("content-length") {
+                r.set_content_length(st.content_length.unwrap_or(0) as i64);
+            } else {
+                out.add(k.as_bytes(), &latin1(v)).map_err(gone)?;
+            }
+        }
+        st.sent = true;
+        Ok(())
+    }
+
+    /// Sends one body chunk (headers first), enforcing the declared Content-Length.
+    fn write_chunk(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        let data = {
+            let mut st = self.lock();
+            self.send_headers(&mut st)?;
+            let allowed = match st.content_length {
+                Some(cl) => {
+                    let left = cl.saturating_sub(st.written) as usize;
+                    if data.len() > left {
+                        log_in_context(
+                            log::APLOG_WARNING,
+                            &format!(
+                                "mod_py: WSGI application wrote more than its Content-Length of {cl} bytes; the excess is not sent"
+                            ),
+                        );
+                    }
+                    left.min(data.len())
+                }
+                None => data.len(),
+            };
+            st.written += allowed as u64;
+            &data[..allowed]
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        let req = &self.req;
+        py.detach(|| {
+            let r = req.get().map_err(apache::request::Error::Gone)?;
+            r.write(data, true).map_err(apache::request::Error::Io)
+        })
+        .map_err(|e| req_err(py, e))
+    }
+}
+
+#[pymethods]
+impl Response {
+    /// PEP 3333 start_response(status, response_headers, exc_info=None) -> write.
+    #[pyo3(signature = (status, response_headers, exc_info=None))]
+    fn start_response<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        response_headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let st = this.lock();
+            match (st.status.is_some(), exc_info) {
+                (true, None) => {
+                    return Err(WSGIError::new_err(
+                        "start_response() called a second time without exc_info",
+                    ))
+                }
+                (_, Some(exc)) if st.sent => {
+                    // PEP 3333: too late to change the headers; re-raise the application's error.
+                    let value = exc.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+                _ => {}
+            }
+        }
+        let status = status
+            .cast::<PyString>()
+            .map_err(|_| {
+                WSGIError::new_err(format!(
+                    "status must be str, not {}",
+                    status
+                        .get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                ))
+            })?
+            .to_str()?
+            .to_string();
+        let parsed = parse_status(&status).map_err(WSGIError::new_err)?;
+        let code = parsed.code;
+        let list = response_headers.cast::<PyList>().map_err(|_| {
+            WSGIError::new_err("response_headers must be a list of (name, value) tuples")
+        })?;
+        let mut headers = Vec::with_capacity(list.len());
+        let mut content_length = None;
+        for item in list.iter() {
+            let t = item.cast::<PyTuple>().map_err(|_| {
+                WSGIError::new_err(format!(
+                    "response header {} is not a (name, value) tuple",
+                    item.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?;
+            if t.len() != 2 {
+                return Err(WSGIError::new_err(format!(
+                    "response header {} is not a (name, value) tuple",
+                    t.repr()?
+                )));
+            }
+            let (name, value) = (t.get_item(0)?, t.get_item(1)?);
+            let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+                return Err(WSGIError::new_err(format!(
+                    "response header {} must be a pair of str",
+                    t.repr()?
+                )));
+            };
+            let (name, value) = (name.to_str()?.to_string(), value.to_str()?.to_string());
+            check_header(&name, &value).map_err(WSGIError::new_err)?;
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = Some(value.trim().parse::<u64>().map_err(|_| {
+                    WSGIError::new_err(format!("Content-Length {value:?} is not a number"))
+                })?);
+            }
+            headers.push((name, value));
+        }
+        let mut st = this.lock();
+        st.status = Some((code, status));
+        st.headers = headers;
+        st.content_length = content_length;
+        drop(st);
+        slf.getattr("write")
+    }
+
+    /// The legacy write(data) callable start_response returns.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let b = data.cast::<PyBytes>().map_err(|_| {
+            WSGIError::new_err(format!(
+                "write() takes bytes, not {}",
+                data.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        self.write_chunk(py, b.as_bytes())
+    }
+}
+
+/// Sends a FileWrapper over a real file as a file bucket; Ok(false) if it is not one.
+fn send_file_wrapper(py: Python<'_>, resp: &Response, fw: &FileWrapper) -> PyResult<bool> {
+    let f = fw.filelike.bind(py);
+    let Ok(fd) = f.call_method0("fileno").and_then(|n| n.extract::<i32>()) else {
+        return Ok(false);
+    };
+    let os = py.import("os")?;
+    let st = os.call_method1("fstat", (fd,))?;
+    let mode: u32 = st.getattr("st_mode")?.extract()?;
+    if !py
+        .import("stat")?
+        .call_method1("S_ISREG", (mode,))?
+        .extract::<bool>()?
+    {
+        return Ok(false);
+    }
+    let size: i64 = st.getattr("st_size")?.extract()?;
+    let offset: i64 = f
+        .call_method0("tell")
+        .and_then(|t| t.extract())
+        .unwrap_or(0);
+    let mut len = (size - offset).max(0);
+    {
+        let mut st = resp.lock();
+        if let Some(cl) = st.content_length {
+            len = len.min(cl as i64);
+        }
+        resp.send_headers(&mut st)?;
+        st.written += len as u64;
+    }
+    let path = format!("/proc/self/fd/{fd}");
+    let req = &resp.req;
+    py.detach(|| {
+        let r = req.get().map_err(apache::request::Error::Gone)?;
+        r.sendfile(path.as_bytes(), offset, Some(len))
+            .map_err(apache::request::Error::Io)
+    })
+    .map_err(|e| req_err(py, e))?;
+    Ok(true)
+}
+
+/// How a WSGI request ended, for logging and the status returned to Apache.
+enum Failure {
+    /// PEP 3333 broken: one log line naming the app and the fault.
+    Output(String),
+    /// An exception in the application: its traceback.
+    Exception(PyErr),
+    /// The client went away while we were writing: not the app's fault, logged at info.
+    ClientGone(String),
+}
+
+fn classify(py: Python<'_>, err: PyErr) -> Failure {
+    if err.is_instance_of::<WSGIError>(py) {
+        Failure::Output(err.value(py).to_string())
+    } else if err.is_instance_of::<pyo3::exceptions::PyIOError>(py)
+        && err.value(py).to_string().contains("writing to the client")
+    {
+        Failure::ClientGone(err.value(py).to_string())
+    } else {
+        Failure::Exception(err)
+    }
+}
+
+/// Calls the WSGI application and streams its response; returns the status for Apache.
+pub fn run_app(
+    py: Python<'_>,
+    req: &apache::Request,
+    app: &Bound<'_, PyAny>,
+    info: &AppInfo<'_>,
+    error_override: bool,
+) -> i32 {
+    let pyreq = match Request::of(py, req) {
+        Ok(p) => p,
+        Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
+    };
+    let environ = match build_environ(py, req, &pyreq, info) {
+        Ok(e) => e,
+        Err(err) => return report(py, req, info, Failure::Exception(err)),
+    };
+    let resp = match Bound::new(
+        py,
+        Response {
+            req: req.clone(),
+            state: Mutex::new(ResponseState::default()),
+        },
+    ) {
+        Ok(r) => r,
+        Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
+    };
+    let start_response = match resp.getattr("start_response") {
+        Ok(s) => s,
+        Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
+    };
+    let result = match app.call1((environ, start_response)) {
+        Ok(r) => r,
+        Err(err) => return report(py, req, info, classify(py, err)),
+    };
+    let streamed = stream(py, resp.get(), &result, error_override);
+    // PEP 3333: close() is called whatever happened, client gone or application failed.
+    let closed = if result.hasattr("close").unwrap_or(false) {
+        result.call_method0("close").map(|_| ())
+    } else {
+        Ok(())
+    };
+    match (streamed, closed) {
+        (Ok(rc), Ok(())) => rc,
+        (Err(f), _) => report(py, req, info, f),
+        (Ok(_), Err(err)) => report(py, req, info, Failure::Exception(err)),
+    }
+}
+
+fn stream(
+    py: Python<'_>,
+    resp: &Response,
+    result: &Bound<'_, PyAny>,
+    error_override: bool,
+) -> Result<i32, Failure> {
+    // WSGIErrorOverride: an error status goes to Apache (ErrorDocument), the body is dropped.
+    let override_status = |resp: &Response| -> Option<i32> {
+        let st = resp.lock();
+        let code = st.status.as_ref()?.0;
+        (error_override && code >= 400 && !st.sent).then_some(code as i32)
+    };
+    if let Ok(fw) = result.cast::<FileWrapper>() {
+        if let Some(code) = override_status(resp) {
+            return Ok(code);
+        }
+        if send_file_wrapper(py, resp, fw.get()).map_err(|e| classify(py, e))? {
+            return Ok(OK);
+        }
+    }
+    let iter = result.try_iter().map_err(|_| {
+        Failure::Output(format!(
+            "the application returned {} , which is not an iterable of bytes",
+            result
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    for (index, item) in iter.enumerate() {
+        let item = item.map_err(|e| classify(py, e))?;
+        let Ok(b) = item.cast::<PyBytes>() else {
+            return Err(Failure::Output(format!(
+                "response item {index} is {}, not bytes",
+                item.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            )));
+        };
+        if b.as_bytes().is_empty() {
+            continue;
+        }
+        if let Some(code) = override_status(resp) {
+            return Ok(code);
+        }
+        resp.write_chunk(py, b.as_bytes())
+            .map_err(|e| classify(py, e))?;
+    }
+    if let Some(code) = override_status(resp) {
+        return Ok(code);
+    }
+    let mut st = resp.lock();
+    resp.send_headers(&mut st).map_err(|e| classify(py, e))?;
+    if let Some(cl) = st.content_length {
+        if st.written < cl {
+            let msg = format!(
+                "the application sent {} bytes, less than its Content-Length of {cl}",
+                st.written
+            );
+            drop(st);
+            return Err(Failure::Output(msg));
+        }
+    }
+    Ok(OK)
+}
+
+/// Logs a failure and decides what Apache answers: 500 before any output, else the response
+/// is cut (the client sees an incomplete body, never a complete-looking one).
+fn report(py: Python<'_>, req: &apache::Request, info: &AppInfo<'_>, failure: Failure) -> i32 {
+    let Ok(r) = req.get() else {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    };
+    let started = r.rec().sent_bodyct != 0 || r.rec().bytes_sent != 0;
+    let who = format!(
+        "mod_py: WSGI application '{}' ({})",
+        info.script, info.callable
+    );
+    match failure {
+        Failure::ClientGone(why) => {
+            r.log_error(
+                log::APLOG_INFO,
+                0,
+                &format!("{who}: client went away: {why}"),
+            );
+            return DONE;
+        }
+        Failure::Output(why) => r.log_error(log::APLOG_ERR, 0, &format!("{who}: {why}")),
+        Failure::Exception(err) => {
+            r.log_error(log::APLOG_ERR, 0, &format!("{who} raised an exception:"));
+            for line in dispatch::format_traceback(py, &err).lines() {
+                r.log_error(log::APLOG_ERR, 0, line);
+            }
+        }
+    }
+    if r.body_failed() {
+        return DONE;
+    }
+    if started {
+        r.abort_response();
+        return DONE;
+    }
+    r.discard_pending_output();
+    // Headers set by start_response must not leak into the error page.
+    let _ = r.table(TableField::HeadersOut).clear();
+    HTTP_INTERNAL_SERVER_ERROR
+}
+
+/// (script path) -> (module, mtime) of loaded WSGI scripts.
+static SCRIPTS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+fn load_script<'py>(
+    py: Python<'py>,
+    path: &str,
+    reloading: bool,
+) -> PyResult<Bound<'py, PyModule>> {
+    let cache = SCRIPTS
+        .get_or_init(py, || PyDict::new(py).unbind())
+        .bind(py);
+    let mtime = if reloading || cache.get_item(path)?.is_none() {
+        dispatch::file_mtime(path)
+    } else {
+        None
+    };
+    if let Some(entry) = cache.get_item(path)? {
+        let (module, known): (Bound<'py, PyModule>, Option<f64>) = entry.extract()?;
+        if !reloading || mtime == known {
+            return Ok(module);
+        }
+    }
+    let fresh = cache.contains(path)?;
+    let module = py
+        .import("modpy._wsgi")?
+        .call_method1("load_script", (path, fresh))?
+        .cast_into::<PyModule>()?;
+    cache.set_item(path, (&module, mtime))?;
+    Ok(module)
+}
+
+/// The content handler for `wsgi-script`: WSGIScriptAlias targets and AddHandler'd files.
+pub fn handle(req: &apache::Request) -> i32 {
+    let Ok(r) = req.get() else {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    };
+    let filename =
+        String::from_utf8_lossy(r.str_field(StrField::Filename).unwrap_or_default()).into_owned();
+    match r.file_kind() {
+        FileKind::File => {}
+        FileKind::Directory => {
+            r.log_error(
+                log::APLOG_ERR,
+                0,
+                &format!("mod_py: attempt to invoke directory '{filename}' as a WSGI application"),
+            );
+            return HTTP_FORBIDDEN;
+        }
+        _ => {
+            r.log_error(
+                log::APLOG_ERR,
+                0,
+                &format!("mod_py: target WSGI script not found or unable to stat: {filename}"),
+            );
+            return HTTP_NOT_FOUND;
+        }
+    }
+    let server = r.server();
+    let sconf = &server.config().wsgi;
+    let dconf: &WsgiDirConfig = &r.per_dir_config().wsgi;
+    let alias: Option<&ScriptAlias> = r
+        .table(TableField::Notes)
+        .get(b"modpy.wsgi.alias")
+        .ok()
+        .flatten()
+        .and_then(|i| std::str::from_utf8(&i).ok()?.parse::<usize>().ok())
+        .and_then(|i| sconf.script_aliases.get(i));
+    let process_group = alias
+        .and_then(|a| a.process_group.as_deref())
+        .or(dconf.process_group.as_deref())
+        .unwrap_or("");
+    if !process_group.is_empty() && process_group != "%{GLOBAL}" {
+        r.log_error(log::APLOG_ERR, 0, &format!("mod_py: WSGIProcessGroup '{process_group}' for '{filename}': daemon mode is not available in this build yet"));
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if sconf.restrict_embedded == Some(true) {
+        r.log_error(log::APLOG_ERR, 0, &format!("mod_py: embedded mode is disabled by WSGIRestrictEmbedded On; cannot run '{filename}'"));
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    let chunked = r.rec().read_chunked != 0
+        || r.table(TableField::HeadersIn)
+            .get(b"Transfer-Encoding")
+            .ok()
+            .flatten()
+            .is_some();
+    if chunked && !dconf.chunked_request() {
+        r.log_error(log::APLOG_ERR, 0, "mod_py: request data read error: chunked request bodies are not enabled (WSGIChunkedRequest Off)");
+        return HTTP_LENGTH_REQUIRED;
+    }
+    let callable = alias
+        .and_then(|a| a.callable_object.clone())
+        .unwrap_or_else(|| dconf.callable_object().to_string());
+    let group_spec = alias
+        .and_then(|a| a.application_group.clone())
+        .unwrap_or_else(|| dconf.application_group().to_string());
+    let pass_authorization = alias
+        .and_then(|a| a.pass_authorization)
+        .unwrap_or(dconf.pass_authorization());
+    let script_reloading = dconf.script_reloading();
+    let error_override = dconf.error_override();
+    // %{RESOURCE}: host[:port]|SCRIPT_NAME, the port taken from the Host header as mod_wsgi does.
+    let host_header = r
+        .table(TableField::HeadersIn)
+        .get(b"Host")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let host_header = String::from_utf8_lossy(&host_header).into_owned();
+    let (host, port) = match host_header.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => (h.to_string(), Some(p.to_string())),
+        _ => (host_header.clone(), None),
+    };
+    let host = if host.is_empty() {
+        String::from_utf8_lossy(r.str_field(StrField::Hostname).unwrap_or_default()).into_owned()
+    } else {
+        host
+    };
+    let uri = r.str_field(StrField::Uri).unwrap_or_default();
+    let path_info = r.str_field(StrField::PathInfo).unwrap_or_default();
+    let script_name = String::from_utf8_lossy(&collapse_slashes(
+        &uri[..uri.len() - path_info.len().min(uri.len())],
+    ))
+    .into_owned();
+    let env = r.table(TableField::SubprocessEnv);
+    let group = expand_application_group(&group_spec, &host, port.as_deref(), &script_name, |k| {
+        env.get(k.as_bytes())
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    });
+    drop(r);
+    super::embed::prime_thread();
+    Python::attach(|py| {
+        let _serving = dispatch::Serving::enter(req);
+        let info = AppInfo {
+            script: &filename,
+            callable: &callable,
+            application_group: &group,
+            pass_authorization,
+            script_reloading,
+            base_uri: None,
+        };
+        let module = match load_script(py, &filename, script_reloading) {
+            Ok(m) => m,
+            Err(err) => {
+                if let Ok(r) = req.get() {
+                    r.log_error(
+                        log::APLOG_ERR,
+                        0,
+                        &format!("mod_py: failed to exec Python script file '{filename}'."),
+                    );
+                }
+                return report(py, req, &info, Failure::Exception(err));
+            }
+        };
+        let app = match module.getattr(callable.as_str()) {
+            Ok(a) => a,
+            Err(_) => {
+                if let Ok(r) = req.get() {
+                    r.log_error(log::APLOG_ERR, 0, &format!("mod_py: target WSGI script '{filename}' does not contain WSGI application '{callable}'."));
+                }
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+        };
+        run_app(py, req, &app, &info, error_override)
+    })
+}
+
+/// `_modpy.wsgi_run(req, app, base_uri=None)`: serves a WSGI application from a
+/// PythonHandler (modpy.wsgi.handler); returns apache.OK / DONE / an HTTP status.
+#[pyfunction]
+#[pyo3(signature = (req, app, base_uri=None))]
+pub fn wsgi_run(
+    py: Python<'_>,
+    req: PyRef<'_, Request>,
+    app: &Bound<'_, PyAny>,
+    base_uri: Option<&str>,
+) -> PyResult<i32> {
+    let inner = req.inner.clone();
+    drop(req);
+    let r = inner.get().map_err(gone)?;
+    let dconf = r.per_dir_config().wsgi.clone();
+    let script =
+        String::from_utf8_lossy(r.str_field(StrField::Filename).unwrap_or_default()).into_owned();
+    drop(r);
+    let info = AppInfo {
+        script: &script,
+        callable: "application",
+        application_group: "",
+        pass_authorization: dconf.pass_authorization(),
+        script_reloading: false,
+        base_uri,
+    };
+    Ok(run_app(py, &inner, app, &info, dconf.error_override()))
+}
+
+pub fn add_to_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Input>()?;
+    m.add_class::<FileWrapper>()?;
+    m.add_class::<Response>()?;
+    m.add("WSGIError", m.py().get_type::<WSGIError>())?;
+    m.add_function(wrap_pyfunction!(wsgi_run, m)?)?;
+    Ok(())
+}
