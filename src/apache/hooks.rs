@@ -137,3 +137,44 @@ impl HookRequest {
         unsafe { Server::from_raw((*self.r).server) }
     }
 }
+
+// ---- post_config ----
+
+/// post_config: runs in the parent after every (re)configuration. Python-free.
+pub trait PostConfigHook {
+    fn run(pconf: Pool, s: Server) -> i32;
+}
+
+unsafe extern "C" fn post_config_trampoline<H: PostConfigHook>(
+    pconf: *mut sys::apr_pool_t,
+    _plog: *mut sys::apr_pool_t,
+    _ptemp: *mut sys::apr_pool_t,
+    s: *mut sys::server_rec,
+) -> c_int {
+    // SAFETY: Apache passes the configuration pool and the main server_rec.
+    let (server, pool) = unsafe { (Server::from_raw(s), Pool::from_raw(pconf)) };
+    match catch_unwind(AssertUnwindSafe(|| H::run(pool, server))) {
+        Ok(rc) => rc,
+        Err(_) => {
+            log::error(
+                s,
+                log::APLOG_CRIT,
+                0,
+                "mod_py: internal error (panic) in post_config",
+            );
+            sys::HTTP_INTERNAL_SERVER_ERROR as c_int
+        }
+    }
+}
+
+pub fn hook_post_config<H: PostConfigHook>(order: Order) {
+    // SAFETY: registration during register_hooks.
+    unsafe {
+        sys::ap_hook_post_config(
+            Some(post_config_trampoline::<H>),
+            null(),
+            null(),
+            order.raw(),
+        )
+    }
+}

@@ -173,4 +173,12 @@ impl Pool {
         // SAFETY: per from_raw's contract.
         unsafe { register_cleanup(self.0, f) }
     }
+
+    /// ap_add_version_component: "name/version" in the Server header and SERVER_SOFTWARE
+    /// (this pool must be the configuration pool given to post_config).
+    pub fn add_version_component(&self, component: &str) {
+        // SAFETY: the string is copied into the pool; Apache keeps the pointer for the
+        // configuration's lifetime.
+        unsafe { sys::ap_add_version_component(self.0, pstrdup(self.0, component.as_bytes())) }
+    }
 }

@@ -11,7 +11,7 @@ mod server;
 mod table;
 mod wsgi;
 
-use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, RequestHook};
+use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, PostConfigHook, RequestHook};
 use crate::apache::pool::Pool;
 use crate::apache::request::{StrField, TableField};
 use crate::apache::{log, Server};
@@ -40,6 +40,7 @@ pub fn register_child_cleanup(f: Box<dyn FnOnce() + Send>) {
 }
 
 pub fn register_hooks() {
+    hooks::hook_post_config::<PostConfig>(Order::Middle);
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
     hooks::hook_translate_name::<WsgiScriptAlias>(Order::Middle);
@@ -185,6 +186,22 @@ impl RequestHook for WsgiScriptAlias {
         let notes = r.table(TableField::Notes);
         let _ = notes.set(b"alias-forced-type", b"wsgi-script");
         let _ = notes.set(b"modpy.wsgi.alias", index.to_string().as_bytes());
+        dispatch::OK
+    }
+}
+
+/// In the parent, after each configuration: says who we are in the Server header (as
+/// mod_wsgi does); no Python.
+struct PostConfig;
+
+impl PostConfigHook for PostConfig {
+    fn run(pconf: Pool, _s: Server) -> i32 {
+        pconf.add_version_component(concat!(
+            "mod_py/",
+            env!("CARGO_PKG_VERSION"),
+            " Python/",
+            env!("MODPY_PYTHON_VERSION")
+        ));
         dispatch::OK
     }
 }

@@ -1,0 +1,291 @@
+"""WSGI embedded mode end to end: one real Apache per MPM serving tests/e2e/wsgi_apps/apps.py,
+every well-behaved app wrapped in wsgiref.validate; plus a side-by-side environ comparison with
+mod_wsgi 4.9 under the same configuration."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from harness import MPMS, Apache
+
+APPS = Path(__file__).parent / "wsgi_apps"
+GOOD = ["hello", "env", "echo", "echo_lines", "count", "stream", "big", "empty", "status_custom",
+        "no_content", "cookies", "redirect", "file_wrapper", "closing", "exc_before_output",
+        "write_callable", "auth_env"]
+BAD = ["raises", "raises_after_output", "str_body", "bad_status", "crlf_header", "unicode_header",
+       "hop_header", "twice", "short_cl", "long_body", "no_start", "returns_none"]
+
+SCRIPT = """import sys
+sys.path.insert(0, {apps!r})
+import apps
+{wrap}
+"""
+
+
+def write_scripts(root: Path) -> str:
+    apps = root / "wsgi_apps"
+    shutil.copytree(APPS, apps)
+    scripts = root / "scripts"
+    scripts.mkdir()
+    conf = [f"<Directory {scripts}>\n    Require all granted\n</Directory>"]
+    for name in GOOD + BAD:
+        wrap = (f"from wsgiref.validate import validator\napplication = validator(apps.{name})"
+                if name in GOOD else f"application = apps.{name}")
+        (scripts / f"{name}.wsgi").write_text(SCRIPT.format(apps=str(apps), wrap=wrap))
+        conf.append(f"WSGIScriptAlias /wsgi/{name} {scripts}/{name}.wsgi")
+    conf.append(f"WSGIScriptAlias /wsgi/auth_on {scripts}/auth_env.wsgi pass-authorization=On")
+    conf.append(f"WSGIScriptAlias /wsgi/nochunk {scripts}/echo.wsgi")
+    conf.append(f"WSGIScriptAlias /wsgi/missing {scripts}/not_there.wsgi")
+    (scripts / "nocallable.wsgi").write_text("app = None\n")
+    conf.append(f"WSGIScriptAlias /wsgi/nocallable {scripts}/nocallable.wsgi")
+    (scripts / "reload.wsgi").write_text("def application(e, s):\n    s('200 OK', [])\n    return [b'v1']\n")
+    conf.append(f"WSGIScriptAlias /wsgi/reload {scripts}/reload.wsgi")
+    conf.append("LimitRequestBody 0")
+    conf.append("<Location /wsgi>\n    WSGIChunkedRequest On\n</Location>")
+    conf.append("<Location /wsgi/nochunk>\n    WSGIChunkedRequest Off\n</Location>")
+    return "\n".join(conf)
+
+
+@pytest.fixture(scope="module", params=MPMS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apache]:
+    a = Apache("", mpm=request.param, loglevel="info")
+    a.conf.write_text(a.conf.read_text() + write_scripts(a.root) + "\n")
+    a.start()
+    yield a
+    a.stop()
+    log = a.log_text()
+    assert "Segmentation fault" not in log and "exit signal" not in log, log[-3000:]
+    # wsgiref.validate found nothing wrong in any good app.
+    assert "AssertionError" not in log and "WSGIWarning" not in log, log[-3000:]
+    a.remove()
+
+
+def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = a.log_text()
+        if needle in text:
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
+
+
+def env_of(a: Apache, path: str = "/wsgi/env", **kw) -> dict:
+    status, _, body = a.get(path, **kw)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_hello(server: Apache) -> None:
+    status, headers, body = server.get("/wsgi/hello")
+    assert (status, body, headers["Content-Length"]) == (200, b"Hello, World!\n", "14")
+
+
+def test_environ(server: Apache) -> None:
+    e = env_of(server, "/wsgi/env//x//y?q=1&r=%20", headers={"X-Foo": "1", "Cookie": "a=1"})
+    assert e["SCRIPT_NAME"] == "/wsgi/env" and e["PATH_INFO"] == "/x/y"
+    assert e["QUERY_STRING"] == "q=1&r=%20" and e["REQUEST_METHOD"] == "GET"
+    assert e["REQUEST_URI"] == "/wsgi/env//x//y?q=1&r=%20"
+    assert e["HTTP_X_FOO"] == "1" and e["HTTP_COOKIE"] == "a=1"
+    assert e["SERVER_PROTOCOL"] == "HTTP/1.1" and e["SERVER_PORT"] == str(server.port)
+    assert e["wsgi.url_scheme"] == "http" and e["wsgi.version"] == [1, 0]
+    assert e["wsgi.multithread"] is (server.mpm != "prefork")
+    assert e["wsgi.input_terminated"] is True and e["wsgi.run_once"] is False
+    assert e["mod_wsgi.process_group"] == "" and e["mod_wsgi.callable_object"] == "application"
+    assert e["mod_wsgi.application_group"] == f"127.0.0.1:{server.port}|/wsgi/env"
+    assert "PATH" not in e and "HTTP_AUTHORIZATION" not in e
+    assert e["SCRIPT_FILENAME"].endswith("/scripts/env.wsgi")
+
+
+def test_post_echo_and_chunked(server: Apache) -> None:
+    body = os.urandom(8 << 20)
+    status, headers, out = server.request("POST", "/wsgi/echo", body=body)
+    assert status == 200 and out == body
+    gen = (body[i : i + 100_000] for i in range(0, 1_000_000, 100_000))
+    status, _, out = server.request("POST", "/wsgi/echo", body=gen, headers={"Transfer-Encoding": "chunked"})
+    assert status == 200 and out == body[:1_000_000]
+    status, _, out = server.request("POST", "/wsgi/echo_lines", body=b"a\nbb\nccc")
+    assert json.loads(out) == ["a\n", "bb\n", "ccc"]
+
+
+def test_chunked_refused_when_off(server: Apache) -> None:
+    gen = (b"x" * 10 for _ in range(3))
+    status, _, _ = server.request("POST", "/wsgi/nochunk", body=gen, headers={"Transfer-Encoding": "chunked"})
+    assert status == 411
+    wait_log(server, "chunked request bodies are not enabled (WSGIChunkedRequest Off)")
+
+
+def test_1gib_upload_rss_flat(server: Apache) -> None:
+    size = 1 << 30
+    chunk = b"\x01" * (1 << 20)
+    status, _, out = server.request("POST", "/wsgi/count", body=(chunk for _ in range(1024)),
+                                    headers={"Content-Length": str(size)}, timeout=120)
+    r = json.loads(out)
+    assert status == 200 and r["total"] == size
+    assert r["peak"] - r["start"] < 16 * 1024, r
+
+
+def test_1gib_download(server: Apache) -> None:
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    c.request("GET", "/wsgi/big?mib=1024")
+    r = c.getresponse()
+    total = 0
+    while True:
+        b = r.read(1 << 20)
+        if not b:
+            break
+        total += len(b)
+    c.close()
+    assert r.status == 200 and total == 1 << 30
+
+
+def test_response_shapes(server: Apache) -> None:
+    status, headers, body = server.get("/wsgi/stream")
+    assert body == b"".join(b"chunk %03d\n" % i for i in range(200))
+    assert headers["Transfer-Encoding"] == "chunked"
+    status, headers, body = server.get("/wsgi/empty")
+    assert (status, body, headers["Content-Length"]) == (200, b"", "0")
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    c.request("GET", "/wsgi/status_custom")
+    r = c.getresponse()
+    assert (r.status, r.reason, r.read()) == (299, "Odd Code", b"odd")
+    assert r.headers["X-Latin"].encode("latin-1") == b"caf\xe9"
+    c.close()
+    status, headers, body = server.get("/wsgi/no_content")
+    assert status == 204 and body == b""
+    status, headers, body = server.get("/wsgi/cookies", headers={"Cookie": "x=1"})
+    assert headers.get_all("Set-Cookie") == ["a=1", "b=2"] and body == b"x=1"
+    status, headers, _ = server.get("/wsgi/redirect")
+    assert status == 302 and headers["Location"] == "/wsgi/hello"
+    assert server.get("/wsgi/write_callable")[2] == b"via write; then iterable"
+    status, headers, body = server.request("HEAD", "/wsgi/hello")
+    assert status == 200 and body == b"" and headers["Content-Length"] == "14"
+
+
+def test_file_wrapper_sends_the_file(server: Apache) -> None:
+    status, headers, body = server.get("/wsgi/file_wrapper")
+    assert status == 200 and body == (APPS / "data.bin").read_bytes()[10:]
+
+
+def test_exc_info_before_output_replaces_status(server: Apache) -> None:
+    status, headers, body = server.get("/wsgi/exc_before_output")
+    assert (status, body) == (500, b"handled error") and "X-Gone" not in headers
+
+
+def test_pass_authorization(server: Apache) -> None:
+    h = {"Authorization": "Basic dXNlcjpwdw==", "Proxy-Authorization": "Basic eA=="}
+    assert server.get("/wsgi/auth_env", headers=h)[2] == b"none"
+    assert server.get("/wsgi/auth_on", headers=h)[2] == b"Basic dXNlcjpwdw=="
+
+
+def test_close_called_and_client_disconnect(server: Apache) -> None:
+    before = server.log_text().count("close() called")
+    assert server.get("/wsgi/closing")[2] == b"part 0\npart 1\npart 2\n"
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"GET /wsgi/closing?300 HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.recv(100)
+    s.close()  # disconnect mid-response: close() is still called, nothing logged as an error
+    deadline = time.time() + 10
+    while server.log_text().count("close() called") < before + 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert server.log_text().count("close() called") >= before + 2
+    assert server.get("/wsgi/hello")[0] == 200
+
+
+@pytest.mark.parametrize("name,fault", [
+    ("str_body", "response item 0 is str, not bytes"),
+    ("bad_status", "status \"OK\" does not start with a three-digit code"),
+    ("crlf_header", "header \"X-Evil\" has a value containing CR, LF or NUL"),
+    ("unicode_header", "which is not latin-1"),
+    ("hop_header", "hop-by-hop header \"Connection\" is not allowed"),
+    ("twice", "start_response() called a second time without exc_info"),
+    ("no_start", "without calling start_response()"),
+    ("returns_none", "which is not an iterable of bytes"),
+])
+def test_bad_output_gives_500_and_one_line(server: Apache, name: str, fault: str) -> None:
+    status, headers, body = server.get(f"/wsgi/{name}")
+    assert status == 500 and "injected" not in str(headers)
+    log = wait_log(server, fault)
+    line = [l for l in log.splitlines() if fault in l][-1]
+    assert f"WSGI application '{server.root}/scripts/{name}.wsgi' (application)" in line
+
+
+def test_exceptions(server: Apache) -> None:
+    assert server.get("/wsgi/raises")[0] == 500
+    log = wait_log(server, "ValueError: boom in application")
+    assert "raises.wsgi' (application) raised an exception:" in log
+    # After output began: the response is cut, never presented as complete.
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    c.request("GET", "/wsgi/raises_after_output")
+    r = c.getresponse()
+    with pytest.raises(http.client.IncompleteRead):
+        r.read()
+    c.close()
+    wait_log(server, "RuntimeError: failing mid-stream")
+
+
+def test_content_length_mismatch(server: Apache) -> None:
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    c.request("GET", "/wsgi/short_cl")
+    r = c.getresponse()
+    with pytest.raises(http.client.IncompleteRead):
+        r.read()
+    c.close()
+    wait_log(server, "less than its Content-Length of 100")
+    status, headers, body = server.get("/wsgi/long_body")
+    assert (status, body) == (200, b"four")
+    wait_log(server, "wrote more than its Content-Length of 4 bytes")
+
+
+def test_missing_script_and_callable(server: Apache) -> None:
+    assert server.get("/wsgi/missing")[0] == 404
+    wait_log(server, "target WSGI script not found or unable to stat")
+    assert server.get("/wsgi/nocallable")[0] == 500
+    wait_log(server, "does not contain WSGI application 'application'")
+
+
+def test_script_reloading(server: Apache) -> None:
+    for _ in range(4):
+        assert server.get("/wsgi/reload")[2] == b"v1"
+    p = server.root / "scripts" / "reload.wsgi"
+    p.write_text(p.read_text().replace("v1", "v2"))
+    st = p.stat()
+    os.utime(p, (st.st_atime, st.st_mtime + 5))
+    for _ in range(4):
+        assert server.get("/wsgi/reload")[2] == b"v2"
+
+
+def test_same_environ_as_mod_wsgi(tmp_path: Path) -> None:
+    """Same config, same request, to mod_wsgi 4.9 and to mod_py: same environ."""
+    results = {}
+    for system in ("mod_wsgi", "mod_py"):
+        a = Apache("", mpm="event", load_modpy=(system == "mod_py"),
+                   extra_modules=("wsgi",) if system == "mod_wsgi" else ())
+        a.conf.write_text(a.conf.read_text() + write_scripts(a.root) + "\nWSGIApplicationGroup %{GLOBAL}\n"
+                          .replace("@ROOT@", str(a.root)))
+        # both instances get the same port-independent paths
+        with a:
+            results[system] = env_of(a, "/wsgi/env/a//b?x=1", headers={"X-Foo": "1", "X_Foo": "2", "Cookie": "a=1"})
+            results[system]["_port"] = a.port
+            results[system]["_root"] = str(a.root)
+        a.remove()
+    w, p = results["mod_wsgi"], results["mod_py"]
+    for e in (w, p):
+        port, root = str(e.pop("_port")), e.pop("_root")
+        for k, v in list(e.items()):
+            if isinstance(v, str):
+                e[k] = v.replace(port, "PORT").replace(root, "ROOT")
+    differences = {k: (w.get(k), p.get(k)) for k in set(w) | set(p) if w.get(k) != p.get(k)}
+    # Known differences: each module adds its own name to
+    # SERVER_SOFTWARE; apache.version is the httpd each module was built against.
+    assert differences.pop("SERVER_SOFTWARE")[1].startswith("Apache/2.4")
+    differences.pop("apache.version", None)
+    assert differences == {}, differences
