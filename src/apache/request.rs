@@ -471,6 +471,13 @@ impl<'a> RequestRef<'a> {
         self.pass_out()
     }
 
+    /// Is there flush=0 output not yet passed down?
+    pub fn has_pending_output(&self) -> bool {
+        let st = self.state();
+        // SAFETY: out is NULL or our brigade.
+        !st.out.is_null() && unsafe { sys::modpy_brigade_empty(st.out) } == 0
+    }
+
     /// Passes down pending flush=0 output without a FLUSH (end of a handler).
     pub fn finish_output(&self) -> Result<(), IoError> {
         let st = self.state();

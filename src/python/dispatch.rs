@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyModule, PyString};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 pub const OK: i32 = crate::sys::OK as i32;
@@ -148,6 +149,74 @@ fn importer(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     py.import("modpy._importer")
 }
 
+/// A resolved handler: the callable, and the file/mtime PythonAutoReload checks.
+struct CachedHandler {
+    callable: Py<PyAny>,
+    file: Option<String>,
+    mtime: Option<f64>,
+}
+
+/// directory ("" for none) -> handler string -> resolved handler: the per-request lookup is
+/// two &str hash lookups, no Python object created. Never held across a Python call.
+type HandlerCache = HashMap<String, HashMap<String, CachedHandler>>;
+static HANDLERS: Mutex<Option<HandlerCache>> = Mutex::new(None);
+
+/// The callable of a handler entry, imported and resolved once, re-resolved when its module
+/// file changes (PythonAutoReload).
+fn handler_callable<'py>(
+    py: Python<'py>,
+    e: &HandlerEntry,
+    autoreload: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let dir = e.directory.as_deref().unwrap_or("");
+    let cached = {
+        let guard = HANDLERS.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .and_then(|m| m.get(dir))
+            .and_then(|m| m.get(&e.handler))
+            .map(|c| {
+                (
+                    c.callable.clone_ref(py),
+                    c.file.clone().filter(|_| autoreload),
+                    c.mtime,
+                )
+            })
+    };
+    if let Some((callable, None, _)) = cached {
+        return Ok(callable.into_bound(py));
+    }
+    if let Some((callable, Some(file), mtime)) = &cached {
+        if file_mtime(file) == *mtime {
+            return Ok(callable.clone_ref(py).into_bound(py));
+        }
+    }
+    // First use, or the module's file changed: (re-)import and resolve.
+    let (module_name, function) = e.module_and_function("handler");
+    let module = import_handler_module(py, module_name, e.directory.as_deref(), autoreload)?;
+    let callable = resolve(&module, function)?;
+    let file = module
+        .getattr("__file__")
+        .ok()
+        .and_then(|f| f.extract::<String>().ok());
+    let mtime = file.as_deref().and_then(file_mtime);
+    let entry = CachedHandler {
+        callable: callable.clone().unbind(),
+        file,
+        mtime,
+    };
+    let old = {
+        let mut guard = HANDLERS.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .get_or_insert_with(HashMap::new)
+            .entry(dir.to_string())
+            .or_default()
+            .insert(e.handler.clone(), entry)
+    };
+    drop(old); // outside the lock: dropping may run Python code
+    Ok(callable)
+}
+
 /// `function` may be dotted (`obj.method`), as in mod_python.
 fn resolve<'py>(module: &Bound<'py, PyModule>, function: &str) -> PyResult<Bound<'py, PyAny>> {
     let mut obj = module.clone().into_any();
@@ -170,10 +239,7 @@ fn is_valid_result(rc: i32) -> bool {
 }
 
 fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: bool) -> Outcome {
-    let (module, function) = e.module_and_function("handler");
-    let result = import_handler_module(py, module, e.directory.as_deref(), autoreload)
-        .and_then(|m| resolve(&m, function))
-        .and_then(|f| f.call1((pyreq.clone_ref(py),)));
+    let result = handler_callable(py, e, autoreload).and_then(|f| f.call1((pyreq.clone_ref(py),)));
     match result {
         Ok(v) => {
             match v.extract::<i32>() {
@@ -341,7 +407,12 @@ pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]
             }
         }
         // Output written with flush=0 goes down before Apache finishes the response.
-        let flushed = py.detach(|| req.get().map(|r| r.finish_output()));
+        let pending = req.get().is_ok_and(|r| r.has_pending_output());
+        let flushed = if pending {
+            py.detach(|| req.get().map(|r| r.finish_output()))
+        } else {
+            Ok(Ok(()))
+        };
         if let Ok(Err(io)) = flushed {
             log_in_context(log::APLOG_INFO, &format!("mod_py: {io}"));
         }
