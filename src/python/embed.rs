@@ -7,9 +7,10 @@ use std::cell::Cell;
 use std::ffi::CString;
 
 /// Starts the one interpreter of this process: Python's home fixed to `home` (the Python
-/// mod_py was built against, or WSGIPythonHome), no signal handlers (signals belong to
-/// Apache), no user site-packages; the GIL is released before returning.
-pub fn initialize(home: &str, executable: &str) -> Result<(), String> {
+/// mod_py was built against, or WSGIPythonHome), or for a virtual environment no home and
+/// `executable` inside it (Python then reads its pyvenv.cfg); no signal handlers (signals
+/// belong to Apache), no user site-packages; the GIL is released before returning.
+pub fn initialize(home: Option<&str>, executable: &str) -> Result<(), String> {
     // SAFETY: called once per process, from child_init, before any other Python use; the
     // config struct is initialised by PyConfig_InitPythonConfig and cleared after use.
     unsafe {
@@ -22,13 +23,12 @@ pub fn initialize(home: &str, executable: &str) -> Result<(), String> {
         config.install_signal_handlers = 0;
         config.parse_argv = 0;
         config.user_site_directory = 0;
-        let home_c = CString::new(home).map_err(|e| e.to_string())?;
         let exe_c = CString::new(executable).map_err(|e| e.to_string())?;
         let mut status =
-            ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home_c.as_ptr());
-        if ffi::PyStatus_Exception(status) == 0 {
-            status =
-                ffi::PyConfig_SetBytesString(&mut config, &mut config.program_name, exe_c.as_ptr());
+            ffi::PyConfig_SetBytesString(&mut config, &mut config.program_name, exe_c.as_ptr());
+        if let (Some(home), 0) = (home, ffi::PyStatus_Exception(status)) {
+            let home_c = CString::new(home).map_err(|e| e.to_string())?;
+            status = ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home_c.as_ptr());
         }
         if ffi::PyStatus_Exception(status) == 0 {
             status = ffi::Py_InitializeFromConfig(&config);
@@ -42,7 +42,9 @@ pub fn initialize(home: &str, executable: &str) -> Result<(), String> {
                     .to_string_lossy()
                     .into_owned()
             };
-            return Err(format!("Python failed to start (home {home}): {msg}"));
+            return Err(format!(
+                "Python failed to start (home {home:?}, executable {executable}): {msg}"
+            ));
         }
         // This thread's state stays (see prime_thread); only the GIL is released.
         PRIMED.with(|p| p.set(true));

@@ -58,11 +58,26 @@ impl RequestHook for ContentHandler {
         let Some(handler) = hr.handler() else {
             return dispatch::DECLINED;
         };
+        let handler_script = || {
+            hr.server()
+                .config()
+                .wsgi
+                .handler_scripts
+                .iter()
+                .find(|(n, _)| n.as_bytes() == handler)
+                .map(|(_, p)| p.clone())
+        };
         if wsgi::is_wsgi_handler(handler) {
             if !embed::is_initialized() {
                 return dispatch::HTTP_INTERNAL_SERVER_ERROR;
             }
-            return wsgi::handle(&hr.request());
+            return wsgi::handle(&hr.request(), None);
+        }
+        if let Some(script) = handler_script() {
+            if !embed::is_initialized() {
+                return dispatch::HTTP_INTERNAL_SERVER_ERROR;
+            }
+            return wsgi::handle(&hr.request(), Some(&script));
         }
         if !is_our_handler(handler) {
             return dispatch::DECLINED;
@@ -94,7 +109,18 @@ impl ChildInitHook for ChildInit {
     fn run(pchild: Pool, s: Server) {
         let _ = MAIN_SERVER.set(s);
         let _ = CHILD_POOL.set(pchild);
-        if let Err(e) = embed::initialize(PYTHON_HOME, PYTHON_EXECUTABLE) {
+        // WSGIPythonHome: a prefix, or a virtual environment (pyvenv.cfg), as mod_wsgi reads it.
+        let wsgi_home = s.config().wsgi.python_home.clone();
+        let venv_python = wsgi_home
+            .as_deref()
+            .filter(|h| std::path::Path::new(h).join("pyvenv.cfg").exists())
+            .map(|h| format!("{h}/bin/python"));
+        let started = match (&wsgi_home, &venv_python) {
+            (_, Some(exe)) => embed::initialize(None, exe),
+            (Some(home), None) => embed::initialize(Some(home), PYTHON_EXECUTABLE),
+            (None, None) => embed::initialize(Some(PYTHON_HOME), PYTHON_EXECUTABLE),
+        };
+        if let Err(e) = started {
             s.log_error(log::APLOG_CRIT, 0, &format!("mod_py: {e}"));
             return;
         }
@@ -106,6 +132,7 @@ impl ChildInitHook for ChildInit {
                 s.log_error(log::APLOG_CRIT, 0, &msg);
             }
             python_imports(py, s);
+            wsgi::child_init(py, s);
         });
         pchild.register_cleanup(Box::new(|| {
             Python::attach(|py| {

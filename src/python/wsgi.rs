@@ -51,6 +51,8 @@ fn collapse_slashes(s: &[u8]) -> Vec<u8> {
 /// What the WSGI handler needs to know about where the app came from.
 pub struct AppInfo<'a> {
     pub script: &'a str,
+    /// WSGIHandlerScript in use ("" if none).
+    pub handler_script: &'a str,
     pub callable: &'a str,
     pub application_group: &'a str,
     pub pass_authorization: bool,
@@ -120,7 +122,7 @@ fn build_environ<'py>(
     d.set_item("mod_wsgi.callable_object", info.callable)?;
     let handler = r.str_field(StrField::Handler).unwrap_or(b"wsgi-script");
     d.set_item("mod_wsgi.request_handler", latin1_str(py, handler))?;
-    d.set_item("mod_wsgi.handler_script", "")?;
+    d.set_item("mod_wsgi.handler_script", info.handler_script)?;
     d.set_item(
         "mod_wsgi.script_reloading",
         if info.script_reloading { "1" } else { "0" },
@@ -698,8 +700,9 @@ fn load_script<'py>(
     Ok(module)
 }
 
-/// The content handler for `wsgi-script`: WSGIScriptAlias targets and AddHandler'd files.
-pub fn handle(req: &apache::Request) -> i32 {
+/// The content handler for `wsgi-script` (WSGIScriptAlias targets and AddHandler'd files),
+/// and for WSGIHandlerScript handlers (`handler_script`: its `handle_request` serves the file).
+pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
     let Ok(r) = req.get() else {
         return HTTP_INTERNAL_SERVER_ERROR;
     };
@@ -798,18 +801,20 @@ pub fn handle(req: &apache::Request) -> i32 {
             .map(|v| String::from_utf8_lossy(&v).into_owned())
     });
     drop(r);
+    let script = handler_script.map_or_else(|| filename.clone(), str::to_string);
     super::embed::prime_thread();
     Python::attach(|py| {
         let _serving = dispatch::Serving::enter(req);
         let info = AppInfo {
-            script: &filename,
+            script: &script,
+            handler_script: handler_script.unwrap_or(""),
             callable: &callable,
             application_group: &group,
             pass_authorization,
             script_reloading,
             base_uri: None,
         };
-        let module = match load_script(py, &filename, script_reloading) {
+        let module = match load_script(py, &script, script_reloading) {
             Ok(m) => m,
             Err(err) => {
                 if let Ok(r) = req.get() {
@@ -826,7 +831,7 @@ pub fn handle(req: &apache::Request) -> i32 {
             Ok(a) => a,
             Err(_) => {
                 if let Ok(r) = req.get() {
-                    r.log_error(log::APLOG_ERR, 0, &format!("mod_py: target WSGI script '{filename}' does not contain WSGI application '{callable}'."));
+                    r.log_error(log::APLOG_ERR, 0, &format!("mod_py: target WSGI script '{script}' does not contain WSGI application '{callable}'."));
                 }
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
@@ -854,6 +859,7 @@ pub fn wsgi_run(
     drop(r);
     let info = AppInfo {
         script: &script,
+        handler_script: "",
         callable: "application",
         application_group: "",
         pass_authorization: dconf.pass_authorization(),
@@ -870,4 +876,46 @@ pub fn add_to_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WSGIError", m.py().get_type::<WSGIError>())?;
     m.add_function(wrap_pyfunction!(wsgi_run, m)?)?;
     Ok(())
+}
+
+/// At child start: WSGIPythonPath (as site directories, .pth files honoured) and
+/// WSGIImportScript preloads, as mod_wsgi does.
+pub fn child_init(py: Python<'_>, main: apache::Server) {
+    let conf = &main.config().wsgi;
+    for dir in &conf.python_path {
+        if let Err(err) = py
+            .import("site")
+            .and_then(|site| site.call_method1("addsitedir", (dir,)))
+        {
+            main.log_error(
+                log::APLOG_ERR,
+                0,
+                &format!("mod_py: WSGIPythonPath {dir}: {err}"),
+            );
+        }
+    }
+    let mut server = Some(main);
+    while let Some(s) = server {
+        for script in &s.config().wsgi.import_scripts {
+            if script
+                .process_group
+                .as_deref()
+                .is_some_and(|g| !g.is_empty() && g != "%{GLOBAL}")
+            {
+                s.log_error(log::APLOG_WARNING, 0, &format!("mod_py: WSGIImportScript {}: daemon process groups are not available in this build; not imported", script.path));
+                continue;
+            }
+            if let Err(err) = load_script(py, &script.path, false) {
+                s.log_error(
+                    log::APLOG_ERR,
+                    0,
+                    &format!("mod_py: WSGIImportScript {} failed:", script.path),
+                );
+                for line in dispatch::format_traceback(py, &err).lines() {
+                    s.log_error(log::APLOG_ERR, 0, line);
+                }
+            }
+        }
+        server = s.next();
+    }
 }
