@@ -8,6 +8,7 @@ use super::request::Request;
 use crate::apache::request::{FileKind, StrField, TableField, SERVER_VERSION};
 use crate::apache::{self, log};
 use crate::wsgi::config::{expand_application_group, ScriptAlias, WsgiDirConfig};
+use crate::wsgi::proxy;
 use crate::wsgi::response::{check_header, latin1, parse_status};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
@@ -59,6 +60,28 @@ pub struct AppInfo<'a> {
     pub script_reloading: bool,
     /// For modpy.wsgi under a PythonHandler: the mount point (SCRIPT_NAME).
     pub base_uri: Option<&'a str>,
+    /// WSGITrustedProxyHeaders / WSGITrustedProxies in effect.
+    pub proxy_headers: &'a [String],
+    pub proxies: Option<&'a [String]>,
+}
+
+/// The request's subprocess_env as the environ the proxy rules rewrite.
+struct EnvTable(apache::Table);
+
+impl proxy::Env for EnvTable {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .get(key.as_bytes())
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+    fn set(&mut self, key: &str, value: &str) {
+        let _ = self.0.set(key.as_bytes(), value.as_bytes());
+    }
+    fn unset(&mut self, key: &str) {
+        let _ = self.0.unset(key.as_bytes());
+    }
 }
 
 fn build_environ<'py>(
@@ -80,6 +103,19 @@ fn build_environ<'py>(
             env.set(b"HTTP_AUTHORIZATION", &auth).map_err(gone)?;
         }
     }
+    if !info.proxy_headers.is_empty() {
+        let headers: Vec<String> = info
+            .proxy_headers
+            .iter()
+            .map(|h| proxy::environ_key(h))
+            .collect();
+        let proxies: Option<Vec<proxy::Subnet>> = info.proxies.map(|p| {
+            p.iter()
+                .filter_map(|s| proxy::Subnet::parse(s).ok())
+                .collect()
+        });
+        proxy::process(&mut EnvTable(env.clone()), &headers, proxies.as_deref());
+    }
     let d = PyDict::new(py);
     let mut script_name: Vec<u8> = Vec::new();
     let mut path_info: Vec<u8> = Vec::new();
@@ -90,7 +126,11 @@ fn build_environ<'py>(
             b"PATH" => return,
             b"SCRIPT_NAME" => script_name = collapse_slashes(v),
             b"PATH_INFO" => path_info = collapse_slashes(v),
-            b"HTTPS" => https = v.eq_ignore_ascii_case(b"on") || v == b"1",
+            // Turned into wsgi.url_scheme and not passed on, as mod_wsgi does.
+            b"HTTPS" => {
+                https = v.eq_ignore_ascii_case(b"on") || v == b"1";
+                return;
+            }
             _ => {}
         }
         if let Err(e) = d.set_item(latin1_str(py, k), latin1_str(py, v)) {
@@ -112,9 +152,6 @@ fn build_environ<'py>(
     https |= r.is_https();
     d.set_item("SCRIPT_NAME", latin1_str(py, &script_name))?;
     d.set_item("PATH_INFO", latin1_str(py, &path_info))?;
-    if https {
-        d.set_item("HTTPS", "1")?;
-    }
     d.set_item("mod_wsgi.script_name", latin1_str(py, &script_name))?;
     d.set_item("mod_wsgi.path_info", latin1_str(py, &path_info))?;
     d.set_item("mod_wsgi.process_group", "")?;
@@ -813,6 +850,8 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
             pass_authorization,
             script_reloading,
             base_uri: None,
+            proxy_headers: dconf.trusted_proxy_headers.as_deref().unwrap_or(&[]),
+            proxies: dconf.trusted_proxies.as_deref(),
         };
         let module = match load_script(py, &script, script_reloading) {
             Ok(m) => m,
@@ -865,6 +904,8 @@ pub fn wsgi_run(
         pass_authorization: dconf.pass_authorization(),
         script_reloading: false,
         base_uri,
+        proxy_headers: dconf.trusted_proxy_headers.as_deref().unwrap_or(&[]),
+        proxies: dconf.trusted_proxies.as_deref(),
     };
     Ok(run_app(py, &inner, app, &info, dconf.error_override()))
 }

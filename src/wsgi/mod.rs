@@ -3,5 +3,6 @@
 //! daemon worker build on it.
 
 pub mod config;
+pub mod proxy;
 pub mod response;
 pub mod route;
