@@ -323,14 +323,13 @@ pub unsafe extern "C" fn modpy_cmd_wsgi(
             || id == sys::modpy_wsgi_cmd_id_MODPY_WSGI_SCRIPT_ALIAS_MATCH
         {
             let is_match = id == sys::modpy_wsgi_cmd_id_MODPY_WSGI_SCRIPT_ALIAS_MATCH;
+            let mut alias = w::parse_script_alias(args, is_match)?;
             if is_match {
-                return Err(
-                    "WSGIScriptAliasMatch is not supported yet; use WSGIScriptAlias".into(),
-                );
+                // SAFETY: cmd->pool is the configuration pool, which outlives the config.
+                let re = unsafe { super::regex::Regex::compile((*cmd).pool, &alias.url)? };
+                alias.regex = Some(std::sync::Arc::new(re));
             }
-            sc.wsgi
-                .script_aliases
-                .push(w::parse_script_alias(args, is_match)?);
+            sc.wsgi.script_aliases.push(alias);
             return Ok(());
         }
         match id {

@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod log;
 pub mod module;
 pub mod pool;
+pub mod regex;
 pub mod request;
 pub mod server;
 pub mod table;

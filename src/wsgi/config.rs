@@ -2,7 +2,7 @@
 //! strings (src/apache/config.rs hands them over).
 
 /// `WSGIScriptAlias` / `WSGIScriptAliasMatch` (and their options).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ScriptAlias {
     /// URL prefix, or a regular expression for WSGIScriptAliasMatch.
     pub url: String,
@@ -13,7 +13,29 @@ pub struct ScriptAlias {
     pub application_group: Option<String>,
     pub callable_object: Option<String>,
     pub pass_authorization: Option<bool>,
+    /// The compiled `url` of a WSGIScriptAliasMatch (compiled by Apache at config time).
+    pub regex: Option<std::sync::Arc<dyn super::route::UriRegex>>,
 }
+
+impl PartialEq for ScriptAlias {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            &self.url,
+            &self.path,
+            self.is_match,
+            &self.process_group,
+            &self.application_group,
+        ) == (
+            &o.url,
+            &o.path,
+            o.is_match,
+            &o.process_group,
+            &o.application_group,
+        ) && (&self.callable_object, self.pass_authorization)
+            == (&o.callable_object, o.pass_authorization)
+    }
+}
+impl Eq for ScriptAlias {}
 
 /// Per-directory WSGI settings. `None` = not set here (the enclosing section's value applies).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -52,6 +52,7 @@ def write_scripts(root: Path) -> str:
         conf.append(f"WSGIScriptAlias /wsgi/proxy_{name} {scripts}/env.wsgi")
         conf.append(f"<Location /wsgi/proxy_{name}>\n    WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Proto\n"
                     f"    WSGITrustedProxies {proxies}\n</Location>")
+    conf.append(f"WSGIScriptAliasMatch ^/match/(hello|env) {scripts}/$1.wsgi")
     conf.append("LimitRequestBody 0")
     conf.append("<Location /wsgi>\n    WSGIChunkedRequest On\n</Location>")
     conf.append("<Location /wsgi/nochunk>\n    WSGIChunkedRequest Off\n</Location>")
@@ -107,6 +108,14 @@ def test_environ(server: Apache) -> None:
     assert e["mod_wsgi.application_group"] == f"127.0.0.1:{server.port}|/wsgi/env"
     assert "PATH" not in e and "HTTP_AUTHORIZATION" not in e
     assert e["SCRIPT_FILENAME"].endswith("/scripts/env.wsgi")
+
+
+def test_script_alias_match(server: Apache) -> None:
+    assert server.get("/match/hello")[2] == b"Hello, World!\n"
+    e = env_of(server, "/match/env/x/y")
+    assert e["SCRIPT_NAME"] == "/match/env" and e["PATH_INFO"] == "/x/y"
+    assert e["SCRIPT_FILENAME"].endswith("/scripts/env.wsgi")
+    assert server.get("/match/other")[0] == 404
 
 
 def test_trusted_proxies(server: Apache) -> None:
@@ -289,6 +298,7 @@ def test_script_reloading(server: Apache) -> None:
     ("/wsgi/proxy_trusted", {"X-Forwarded-For": "1.1.1.1, 2.2.2.2", "X-Forwarded-Proto": "https", "X-Real-IP": "6.6.6.6"}),
     ("/wsgi/proxy_untrusted", {"X-Forwarded-For": "1.1.1.1", "X-Forwarded-Proto": "https"}),
     ("/wsgi/auth_on", {"Authorization": "Basic eDp5", "Proxy-Authorization": "Basic eA=="}),
+    ("/match/env/x", {}),
 ])
 def test_same_environ_as_mod_wsgi(path: str, headers: dict[str, str]) -> None:
     """Same config, same request, to mod_wsgi 4.9 and to mod_py: same environ."""
