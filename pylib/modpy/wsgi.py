@@ -41,4 +41,4 @@ def handler(req: Any) -> int:
     if not spec:
         raise ValueError("modpy.wsgi: set PythonOption wsgi.application module::callable")
     base_uri = options.get("wsgi.base_uri") or options.get("mod_python.wsgi.base_uri") or ""
-    return int(_modpy.wsgi_run(req, _application(spec), base_uri))
+    return int(_modpy.wsgi_run(req, _application(spec), base_uri, spec))

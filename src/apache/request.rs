@@ -478,6 +478,35 @@ impl<'a> RequestRef<'a> {
         !st.out.is_null() && unsafe { sys::modpy_brigade_empty(st.out) } == 0
     }
 
+    /// Queues `data` (copied into heap buckets) and, with `flush`, a FLUSH bucket, without
+    /// passing anything down: no I/O, so the caller may hold the GIL. The queue goes down on
+    /// the next write/flush or finish_output().
+    pub fn write_deferred(&self, data: &[u8], flush: bool) -> Result<(), IoError> {
+        let bb = self.out_brigade();
+        // SAFETY: apr_brigade_write copies `data` into heap buckets of bb (no flush callback).
+        let rv = unsafe {
+            sys::apr_brigade_write(
+                bb,
+                None,
+                std::ptr::null_mut(),
+                data.as_ptr() as *const c_char,
+                data.len(),
+            )
+        };
+        if rv != sys::APR_SUCCESS as i32 {
+            return Err(IoError {
+                status: rv,
+                what: "buffering output",
+            });
+        }
+        if flush {
+            // SAFETY: bb is ours.
+            unsafe { sys::modpy_brigade_append_flush(bb) };
+        }
+        self.state().pending += data.len();
+        Ok(())
+    }
+
     /// Passes down pending flush=0 output without a FLUSH (end of a handler).
     pub fn finish_output(&self) -> Result<(), IoError> {
         let st = self.state();
@@ -533,6 +562,28 @@ impl<'a> RequestRef<'a> {
 
     /// Sends a file (or part of it) as a file bucket: no copy through user space.
     pub fn sendfile(&self, path: &[u8], offset: i64, len: Option<i64>) -> Result<i64, IoError> {
+        self.send_file_bucket(path, offset, len, false)
+    }
+
+    /// Sends a file as the whole rest of the response: file bucket then EOS in one brigade,
+    /// so Apache's own filters see the complete body (byte ranges, Content-Length), as they
+    /// do for a static file.
+    pub fn sendfile_final(
+        &self,
+        path: &[u8],
+        offset: i64,
+        len: Option<i64>,
+    ) -> Result<i64, IoError> {
+        self.send_file_bucket(path, offset, len, true)
+    }
+
+    fn send_file_bucket(
+        &self,
+        path: &[u8],
+        offset: i64,
+        len: Option<i64>,
+        eos: bool,
+    ) -> Result<i64, IoError> {
         let path = c_string(path);
         let pool = self.pool();
         // SAFETY: file and finfo are owned by the request pool; the bucket refers to the file
@@ -567,6 +618,9 @@ impl<'a> RequestRef<'a> {
             // Anything buffered goes first.
             let bb = self.out_brigade();
             sys::apr_brigade_insert_file(bb, fd, offset, n, pool);
+            if eos {
+                sys::modpy_brigade_append_eos(bb);
+            }
             self.pass_out()?;
             Ok(n)
         }

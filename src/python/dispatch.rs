@@ -363,7 +363,7 @@ fn interpreter_notice(name: &str) {
 /// (or OK, or DECLINED when no handler applied to this request).
 pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]) -> i32 {
     super::embed::prime_thread();
-    Python::attach(|py| {
+    let rc = Python::attach(|py| {
         let Ok(r) = req.get() else {
             return HTTP_INTERNAL_SERVER_ERROR;
         };
@@ -406,18 +406,16 @@ pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]
                 break;
             }
         }
-        // Output written with flush=0 goes down before Apache finishes the response.
-        let pending = req.get().is_ok_and(|r| r.has_pending_output());
-        let flushed = if pending {
-            py.detach(|| req.get().map(|r| r.finish_output()))
-        } else {
-            Ok(Ok(()))
-        };
-        if let Ok(Err(io)) = flushed {
-            log_in_context(log::APLOG_INFO, &format!("mod_py: {io}"));
-        }
         rc
-    })
+    });
+    // Output queued by the handlers (flush=0 writes, small WSGI bodies) goes down now,
+    // after the GIL is released, before Apache finishes the response.
+    if let Ok(r) = req.get() {
+        if let Err(io) = r.finish_output() {
+            r.log_error(log::APLOG_INFO, 0, &format!("mod_py: {io}"));
+        }
+    }
+    rc
 }
 
 /// Runs a cleanup registered from Python (request or child pool), logging its exceptions.

@@ -350,8 +350,10 @@ impl Response {
         Ok(())
     }
 
-    /// Sends one body chunk (headers first), enforcing the declared Content-Length.
-    fn write_chunk(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+    /// Sends one body chunk (headers first), enforcing the declared Content-Length. With
+    /// `deferred`, the chunk (and a FLUSH, so the framing is the same) is only queued: the
+    /// handler passes the queue down after it has let go of the GIL.
+    fn write_chunk(&self, py: Python<'_>, data: &[u8], deferred: bool) -> PyResult<()> {
         let data = {
             let mut st = self.lock();
             self.send_headers(&mut st)?;
@@ -377,6 +379,12 @@ impl Response {
             return Ok(());
         }
         let req = &self.req;
+        if deferred {
+            let r = req.get().map_err(gone)?;
+            return r
+                .write_deferred(data, true)
+                .map_err(|e| req_err(py, apache::request::Error::Io(e)));
+        }
         py.detach(|| {
             let r = req.get().map_err(apache::request::Error::Gone)?;
             r.write(data, true).map_err(apache::request::Error::Io)
@@ -482,7 +490,7 @@ impl Response {
                     .unwrap_or_default()
             ))
         })?;
-        self.write_chunk(py, b.as_bytes())
+        self.write_chunk(py, b.as_bytes(), false)
     }
 }
 
@@ -510,8 +518,13 @@ fn send_file_wrapper(py: Python<'_>, resp: &Response, fw: &FileWrapper) -> PyRes
     let mut len = (size - offset).max(0);
     {
         let mut st = resp.lock();
-        if let Some(cl) = st.content_length {
-            len = len.min(cl as i64);
+        match st.content_length {
+            Some(cl) => len = len.min(cl as i64),
+            // As mod_wsgi: the response's length is the file's.
+            None => {
+                st.content_length = Some(len as u64);
+                st.headers.push(("Content-Length".into(), len.to_string()));
+            }
         }
         resp.send_headers(&mut st)?;
         st.written += len as u64;
@@ -520,7 +533,7 @@ fn send_file_wrapper(py: Python<'_>, resp: &Response, fw: &FileWrapper) -> PyRes
     let req = &resp.req;
     py.detach(|| {
         let r = req.get().map_err(apache::request::Error::Gone)?;
-        r.sendfile(path.as_bytes(), offset, Some(len))
+        r.sendfile_final(path.as_bytes(), offset, Some(len))
             .map_err(apache::request::Error::Io)
     })
     .map_err(|e| req_err(py, e))?;
@@ -617,6 +630,9 @@ fn stream(
             return Ok(OK);
         }
     }
+    if let Some(rc) = small_sequence(py, resp, result, &override_status)? {
+        return Ok(rc);
+    }
     let iter = result.try_iter().map_err(|_| {
         Failure::Output(format!(
             "the application returned {} , which is not an iterable of bytes",
@@ -644,16 +660,75 @@ fn stream(
         if let Some(code) = override_status(resp) {
             return Ok(code);
         }
-        resp.write_chunk(py, b.as_bytes())
+        resp.write_chunk(py, b.as_bytes(), false)
             .map_err(|e| classify(py, e))?;
     }
+    finish_stream(py, resp, &override_status)
+}
+
+/// Responses up to this size returned as a list or tuple are queued while the GIL is held
+/// and sent after it is released: one GIL acquisition per request instead of two.
+const SMALL_RESPONSE: usize = 256 * 1024;
+
+/// The common case, a list/tuple of bytes: iterating it runs no application code, so the
+/// whole body is queued (copied once into heap buckets, FLUSH after each item as for a
+/// streamed body) and passed to Apache after the GIL is released. None: not that case.
+fn small_sequence(
+    py: Python<'_>,
+    resp: &Response,
+    result: &Bound<'_, PyAny>,
+    override_status: &dyn Fn(&Response) -> Option<i32>,
+) -> Result<Option<i32>, Failure> {
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(l) = result.cast::<PyList>() {
+        l.iter().collect()
+    } else if let Ok(t) = result.cast::<PyTuple>() {
+        t.iter().collect()
+    } else {
+        return Ok(None);
+    };
+    let mut chunks = Vec::with_capacity(items.len());
+    let mut total = 0usize;
+    for (index, item) in items.iter().enumerate() {
+        let Ok(b) = item.cast::<PyBytes>() else {
+            return Err(Failure::Output(format!(
+                "response item {index} is {}, not bytes",
+                item.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            )));
+        };
+        total += b.as_bytes().len();
+        chunks.push(b.as_bytes());
+    }
+    if total > SMALL_RESPONSE {
+        return Ok(None);
+    }
+    for data in chunks.into_iter().filter(|d| !d.is_empty()) {
+        if let Some(code) = override_status(resp) {
+            return Ok(Some(code));
+        }
+        resp.write_chunk(py, data, true)
+            .map_err(|e| classify(py, e))?;
+    }
+    finish_stream(py, resp, override_status).map(Some)
+}
+
+/// After the last item: headers out if no body was sent, Content-Length checked.
+fn finish_stream(
+    py: Python<'_>,
+    resp: &Response,
+    override_status: &dyn Fn(&Response) -> Option<i32>,
+) -> Result<i32, Failure> {
     if let Some(code) = override_status(resp) {
         return Ok(code);
     }
     let mut st = resp.lock();
     resp.send_headers(&mut st).map_err(|e| classify(py, e))?;
     if let Some(cl) = st.content_length {
-        if st.written < cl {
+        // HEAD: frameworks drop the body but keep GET's Content-Length (Apache sends none).
+        let head = resp.req.get().is_ok_and(|r| r.rec().header_only != 0);
+        if st.written < cl && !head {
             let msg = format!(
                 "the application sent {} bytes, less than its Content-Length of {cl}",
                 st.written
@@ -840,7 +915,7 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
     drop(r);
     let script = handler_script.map_or_else(|| filename.clone(), str::to_string);
     super::embed::prime_thread();
-    Python::attach(|py| {
+    let rc = Python::attach(|py| {
         let _serving = dispatch::Serving::enter(req);
         let info = AppInfo {
             script: &script,
@@ -876,25 +951,39 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
             }
         };
         run_app(py, req, &app, &info, error_override)
-    })
+    });
+    send_queued(req);
+    rc
+}
+
+/// Passes down what was queued while the GIL was held (it is not held here).
+pub fn send_queued(req: &apache::Request) {
+    if let Ok(r) = req.get() {
+        if let Err(e) = r.finish_output() {
+            r.log_error(log::APLOG_INFO, 0, &format!("mod_py: {e}"));
+        }
+    }
 }
 
 /// `_modpy.wsgi_run(req, app, base_uri=None)`: serves a WSGI application from a
 /// PythonHandler (modpy.wsgi.handler); returns apache.OK / DONE / an HTTP status.
 #[pyfunction]
-#[pyo3(signature = (req, app, base_uri=None))]
+#[pyo3(signature = (req, app, base_uri=None, name=None))]
 pub fn wsgi_run(
     py: Python<'_>,
     req: PyRef<'_, Request>,
     app: &Bound<'_, PyAny>,
     base_uri: Option<&str>,
+    name: Option<&str>,
 ) -> PyResult<i32> {
     let inner = req.inner.clone();
     drop(req);
     let r = inner.get().map_err(gone)?;
     let dconf = r.per_dir_config().wsgi.clone();
-    let script =
-        String::from_utf8_lossy(r.str_field(StrField::Filename).unwrap_or_default()).into_owned();
+    // The app's name in log lines: what the PythonOption named, else the file Apache mapped.
+    let script = name.map(str::to_string).unwrap_or_else(|| {
+        String::from_utf8_lossy(r.str_field(StrField::Filename).unwrap_or_default()).into_owned()
+    });
     drop(r);
     let info = AppInfo {
         script: &script,
@@ -923,16 +1012,9 @@ pub fn add_to_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// WSGIImportScript preloads, as mod_wsgi does.
 pub fn child_init(py: Python<'_>, main: apache::Server) {
     let conf = &main.config().wsgi;
-    for dir in &conf.python_path {
-        if let Err(err) = py
-            .import("site")
-            .and_then(|site| site.call_method1("addsitedir", (dir,)))
-        {
-            main.log_error(
-                log::APLOG_ERR,
-                0,
-                &format!("mod_py: WSGIPythonPath {dir}: {err}"),
-            );
+    if !conf.python_path.is_empty() {
+        if let Err(err) = python_path_first(py, &conf.python_path) {
+            main.log_error(log::APLOG_ERR, 0, &format!("mod_py: WSGIPythonPath: {err}"));
         }
     }
     let mut server = Some(main);
@@ -959,4 +1041,26 @@ pub fn child_init(py: Python<'_>, main: apache::Server) {
         }
         server = s.next();
     }
+}
+
+/// WSGIPythonPath as mod_wsgi applies it: each directory is a site directory (its .pth files
+/// honoured), and all that this adds goes to the front of sys.path, in order, so the
+/// application's modules win over installed packages of the same name.
+fn python_path_first(py: Python<'_>, dirs: &[String]) -> PyResult<()> {
+    let sys_path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
+    let before: Vec<String> = sys_path.extract()?;
+    let site = py.import("site")?;
+    for dir in dirs {
+        site.call_method1("addsitedir", (dir,))?;
+    }
+    let after: Vec<String> = sys_path.extract()?;
+    let added: Vec<String> = after
+        .iter()
+        .filter(|p| !before.contains(p))
+        .cloned()
+        .collect();
+    let rest: Vec<String> = after.into_iter().filter(|p| !added.contains(p)).collect();
+    let new: Vec<String> = added.into_iter().chain(rest).collect();
+    sys_path.set_slice(0, sys_path.len(), PyList::new(py, new)?.as_any())?;
+    Ok(())
 }

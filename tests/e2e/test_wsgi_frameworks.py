@@ -182,7 +182,7 @@ PYTHONPATH_BUG = ("mod_py bug (drop-in difference): mod_wsgi 4.9 puts the WSGIPy
                   "package shadows a module of the same name in the application's directory")
 
 
-@pytest.mark.xfail(strict=True, reason=PYTHONPATH_BUG)
+
 def test_wsgipythonpath_dirs_come_first(server: Apache, fw_venv: Path, fw_apps: Path) -> None:
     path = requests.get(server.url("/flask/info"), timeout=30).json()["path"]
     site = f"{fw_venv}/lib/python3.11/site-packages"
@@ -209,7 +209,7 @@ HEAD_BUG = ("mod_py bug: on HEAD, Werkzeug returns an empty body but keeps the G
             "where mod_wsgi 4.9 answers 200 with Content-Length: 17")
 
 
-@pytest.mark.xfail(strict=True, reason=HEAD_BUG)
+
 def test_flask_head(server: Apache, base: str, fw_apps: Path) -> None:
     h = requests.head(server.url(f"{base}/"), timeout=30)
     assert (h.status_code, h.content) == (200, b""), server.log_text()[-1000:]
@@ -508,7 +508,7 @@ RANGE_BUG = ("mod_py bug (drop-in difference): mod_wsgi 4.9 passes a wsgi.file_w
              "FileResponse; mod_py answers 200 with the whole file")
 
 
-@pytest.mark.xfail(strict=True, reason=RANGE_BUG)
+
 def test_django_file_response_range(server: Apache, fw_apps: Path) -> None:
     data = (fw_apps / "data.bin").read_bytes()
     r = requests.get(server.url("/django/file/"), headers={"Range": "bytes=1000-1999"}, timeout=60)
@@ -559,7 +559,7 @@ def test_concurrent_requests_to_both_frameworks(server: Apache) -> None:
 # The configuration is frameworks_conf() plus `WSGIApplicationGroup %{GLOBAL}` (the usual
 # setting for C-extension-heavy apps; mod_py shares one interpreter per process in embedded mode
 # anyway, and mod_wsgi's sub-interpreters make its children hang ~10 s at shutdown). Requests
-# known to differ because of a mod_py bug are compared in their own strict-xfail test.
+# that once differed (mod_py bugs found by these tests, since fixed) are compared in their own test.
 
 IGNORED_HEADERS = {"date", "server", "keep-alive", "connection"}
 KNOWN_BUGS = {
@@ -682,7 +682,7 @@ def test_same_answers_as_mod_wsgi(compared: dict[str, Any]) -> None:
                                         indent=1, default=repr)
 
 
-@pytest.mark.xfail(strict=True, reason=f"{HEAD_BUG}; {RANGE_BUG}; {PYTHONPATH_BUG}")
+
 def test_same_answers_as_mod_wsgi_known_bugs(compared: dict[str, Any]) -> None:
     known = {k: v for k, v in compared["differences"].items() if k[2] is not None}
     assert known == {}, json.dumps({" ".join(k[:2]): v for k, v in known.items()}, indent=1, default=repr)

@@ -122,6 +122,9 @@ def file_wrapper(environ, start_response):
     return environ["wsgi.file_wrapper"](f, 8192)
 
 
+file_wrapper_raw = file_wrapper  # served without the validator's iterator wrapper
+
+
 class Closing:
     """An iterable whose close() logs, to prove close() is called."""
     def __init__(self, environ, n=3, fail_at=None):
@@ -208,6 +211,13 @@ def twice(environ, start_response):
 def short_cl(environ, start_response):
     start_response("200 OK", [("Content-Length", "100")])
     return [b"only ten b"]
+
+
+def short_cl_gen(environ, start_response):
+    start_response("200 OK", [("Content-Length", "100")])
+    def gen():
+        yield b"twelve bytes"
+    return gen()
 
 
 def long_body(environ, start_response):
