@@ -73,6 +73,11 @@ fn main() {
         .allowlist_function("ap_(get_remote_logname|state_query|exists_config_define|server_root_relative).*")
         .allowlist_function("apr_(table_|pool_cleanup_|pool_userdata_|pstrdup|pstrndup|palloc|pcalloc|pool_create|pool_destroy).*")
         .allowlist_function("apr_(brigade_|bucket_|file_open|file_close|file_info_get|stat|strerror|time_now|dynamic_fn_retrieve).*")
+        // ---- request phases, auth providers, subrequests (issue 4) ----
+        .allowlist_type("modpy_phase_cmd_id")
+        .allowlist_function("ap_(sub_req_lookup_uri|sub_req_lookup_file|run_sub_req|destroy_sub_req)")
+        .allowlist_function("ap_(add_output_filter|add_input_filter|note_auth_failure)")
+        .allowlist_var("AUTHN_.*")
         .allowlist_function("modpy_.*")
         .allowlist_var("modpy_.*|APR_EGENERAL")
         .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|AP_MPMQ_.*|RSRC_CONF|ACCESS_CONF|OR_.*")

@@ -9,6 +9,10 @@ mod module;
 mod request;
 mod server;
 mod table;
+// ---- request phases, auth providers (issue 4) ----
+mod auth;
+mod phases;
+mod subrequest;
 
 use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, RequestHook};
 use crate::apache::pool::Pool;
@@ -40,6 +44,7 @@ pub fn register_child_cleanup(f: Box<dyn FnOnce() + Send>) {
 pub fn register_hooks() {
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
+    phases::register_hooks();
 }
 
 /// The handler names `SetHandler` / `AddHandler` may use for mod_py.
@@ -51,27 +56,7 @@ struct ContentHandler;
 
 impl RequestHook for ContentHandler {
     fn run(hr: &HookRequest) -> i32 {
-        if !hr.handler().is_some_and(is_our_handler) {
-            return dispatch::DECLINED;
-        }
-        let req = hr.request();
-        let Ok(r) = req.get() else {
-            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
-        };
-        let handlers = r.per_dir_config().content_handlers();
-        if handlers.is_empty() {
-            r.log_error(
-                log::APLOG_ERR,
-                0,
-                "mod_py: SetHandler modpy is in effect here but no PythonHandler is configured",
-            );
-            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
-        }
-        drop(r);
-        if !embed::is_initialized() {
-            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
-        }
-        dispatch::run_handlers(&req, "PythonHandler", &handlers)
+        phases::content(hr)
     }
 }
 
