@@ -283,6 +283,19 @@ struct AuthzParsed {
     name: String,
 }
 
+/// The provider a `Require [not] NAME args` line (or `<AuthzProviderAlias NAME alias args>`)
+/// names: its first word, after a leading "not".
+fn provider_word(args: &str) -> Option<&str> {
+    let mut words = args.split_whitespace();
+    let first = words.next()?;
+    if first.eq_ignore_ascii_case("not") {
+        words.next()
+    } else {
+        Some(first)
+    }
+    .map(|w| w.trim_end_matches('>'))
+}
+
 unsafe extern "C" fn parse_require_line(
     cmd: *mut sys::cmd_parms,
     _require_line: *const c_char,
@@ -290,29 +303,47 @@ unsafe extern "C" fn parse_require_line(
 ) -> *const c_char {
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: Apache passes the cmd_parms of the Require (or AuthzProviderAlias)
-        // directive being parsed; mod_authz_core leaves the provider's name as userdata of
-        // the temp pool, else it is the directive's first argument.
+        // directive being parsed, whose arguments name the provider. (The name
+        // mod_authz_core leaves as temp-pool userdata is not used: an alias section parses
+        // without setting it, so it may still hold an earlier line's provider.)
         unsafe {
-            let mut data: *mut c_void = std::ptr::null_mut();
-            sys::apr_pool_userdata_get(&mut data, AUTHZ_NOTE.as_ptr(), (*cmd).temp_pool);
-            let name = match cstr(data as *const c_char) {
-                Some(n) => String::from_utf8_lossy(n).into_owned(),
-                None if !(*cmd).directive.is_null() => {
-                    String::from_utf8_lossy(cstr((*(*cmd).directive).args).unwrap_or_default())
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .trim_start_matches('<')
-                        .to_string()
-                }
-                None => String::new(),
+            let args = if (*cmd).directive.is_null() {
+                String::new()
+            } else {
+                String::from_utf8_lossy(cstr((*(*cmd).directive).args).unwrap_or_default())
+                    .into_owned()
             };
+            let name = provider_word(&args).unwrap_or_default().to_string();
+            if lookup(ProviderKind::Authz, &name).is_none() {
+                return Err(format!(
+                    "mod_py: cannot tell which PythonAuthzProvider '{args}' is for"
+                ));
+            }
             *parsed = pool_box((*cmd).pool, AuthzParsed { name }) as *const c_void;
+            Ok(())
         }
     }));
-    match result {
-        Ok(()) => std::ptr::null(),
-        Err(_) => c"mod_py: internal error parsing a Require line".as_ptr(),
+    let err = match result {
+        Ok(Ok(())) => return std::ptr::null(),
+        Ok(Err(e)) => e,
+        Err(_) => "mod_py: internal error parsing a Require line".to_string(),
+    };
+    // SAFETY: the message lives in the configuration pool, as Apache expects.
+    unsafe { pstrdup((*cmd).pool, err.as_bytes()) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn provider_word() {
+        use super::provider_word as w;
+        assert_eq!(w("pygroup admins staff"), Some("pygroup"));
+        assert_eq!(w("not pygroup admins"), Some("pygroup"));
+        assert_eq!(w("NOT  pygroup"), Some("pygroup"));
+        assert_eq!(w("pygroup alias admins>"), Some("pygroup"));
+        assert_eq!(w("pygroup>"), Some("pygroup"));
+        assert_eq!(w(""), None);
+        assert_eq!(w("not"), None);
     }
 }
 

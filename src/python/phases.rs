@@ -169,9 +169,15 @@ impl RequestHook for Fixup {
 struct Log;
 
 impl RequestHook for Log {
+    /// The response is sent: a Python log handler's result (or failure, already logged) is
+    /// not passed on, so it can never stop other modules' loggers (the access log) from
+    /// running, which any result but OK/DECLINED would do in this run-all hook.
     fn run(hr: &HookRequest) -> i32 {
         schedule_cleanup_if_configured(hr);
-        run(hr, Phase::Log)
+        match run(hr, Phase::Log) {
+            OK => OK,
+            _ => DECLINED,
+        }
     }
 }
 

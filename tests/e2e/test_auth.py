@@ -41,6 +41,16 @@ PythonAuthzProvider pyneutral authprov::neutral
 PythonAuthzProvider pyzraises authprov::authz_raises
 PythonAuthzProvider pyzbad authprov::authz_bad
 
+# A Require line read before the alias section (mod_authz_core's leftover provider name must
+# not be taken for the alias's).
+<Location /before_alias>
+    Require pyheader open
+</Location>
+<AuthzProviderAlias pygroup admins-only admins>
+</AuthzProviderAlias>
+<AuthnProviderAlias pyauth pyauth-alias>
+</AuthnProviderAlias>
+
 <Location />
     SetHandler modpy
     PythonHandler authprov::whoami
@@ -68,6 +78,9 @@ LOCATIONS = {
     "/any_raises_first": "<RequireAny>\n Require pyzraises some args\n Require all granted\n</RequireAny>",
     "/zraises": "Require pyzraises some args",
     "/zbad": "Require pyzbad",
+    "/authz_alias": BASIC + "AuthBasicProvider pyauth\nRequire admins-only",
+    "/authn_alias": BASIC + "AuthBasicProvider pyauth-alias\nRequire valid-user",
+    "/not_staff": BASIC + "AuthBasicProvider pyauth\n<RequireAll>\n Require valid-user\n Require not pygroup staff\n</RequireAll>",
     "/none": BASIC + "AuthBasicProvider pyauth\n<RequireAll>\n Require valid-user\n <RequireNone>\n  Require pygroup staff\n </RequireNone>\n</RequireAll>",
 }
 
@@ -234,6 +247,25 @@ def test_authz_failures_never_grant(server: Apache, path: str, needle: str) -> N
     assert r.status_code == 500 and "user=" not in r.text
     log = wait_log(server, needle)
     assert f"failed for {path}, access denied:" in log
+
+
+def test_authz_provider_alias(server: Apache) -> None:
+    assert get(server, "/authz_alias", ALICE).status_code == 200
+    assert get(server, "/authz_alias", CAROL).status_code == 401
+    assert get(server, "/authz_alias", CAROL, headers={"X-Flag": "admins"}).status_code == 401
+    assert get(server, "/before_alias", headers={"X-Flag": "open"}).status_code == 200
+
+
+def test_require_not(server: Apache) -> None:
+    assert get(server, "/not_staff", ALICE).status_code == 200
+    assert get(server, "/not_staff", CAROL).status_code in (401, 403)
+
+
+def test_authn_provider_alias_is_refused_fail_closed(server: Apache) -> None:
+    r = get(server, "/authn_alias", ALICE)
+    assert r.status_code == 500 and "user=" not in r.text
+    wait_log(server, "no PythonAuthnProvider named 'pyauth-alias' is known in this process "
+             "(AuthnProviderAlias over a mod_py provider is not supported)")
 
 
 def test_providers_survive_graceful_restart(server: Apache) -> None:

@@ -16,6 +16,7 @@ from harness import MPMS, Apache
 APPS = Path(__file__).parent / "apps"
 
 CONF = """
+CustomLog @ROOT@/access.log "%U %>s"
 PythonPath "sys.path + ['@ROOT@/apps']"
 PythonOption realdir @ROOT@/htdocs/real
 PythonInitHandler phases::init_server
@@ -334,6 +335,15 @@ def test_exception_in_every_phase(server: Apache, directive: str) -> None:
         assert status == 500 and b"trail" not in body and b"boom" not in body
     log = wait_log(server, f"ValueError: boom in {directive}")
     assert f"mod_py: {directive} 'phases::boom' failed for {path}:" in log
+
+
+def test_failing_log_handler_does_not_stop_the_access_log(server: Apache) -> None:
+    assert server.get("/ph/raise/PythonLogHandler")[0] == 200
+    wait_log(server, "ValueError: boom in PythonLogHandler")
+    deadline = time.time() + 5
+    while "/ph/raise/PythonLogHandler 200" not in (server.root / "access.log").read_text():
+        assert time.time() < deadline
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("header", ["X-Postread", "X-Trans"])
