@@ -332,21 +332,6 @@ unsafe extern "C" fn parse_require_line(
     unsafe { pstrdup((*cmd).pool, err.as_bytes()) }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn provider_word() {
-        use super::provider_word as w;
-        assert_eq!(w("pygroup admins staff"), Some("pygroup"));
-        assert_eq!(w("not pygroup admins"), Some("pygroup"));
-        assert_eq!(w("NOT  pygroup"), Some("pygroup"));
-        assert_eq!(w("pygroup alias admins>"), Some("pygroup"));
-        assert_eq!(w("pygroup>"), Some("pygroup"));
-        assert_eq!(w(""), None);
-        assert_eq!(w("not"), None);
-    }
-}
-
 unsafe extern "C" fn check_authorization(
     r: *mut sys::request_rec,
     require_line: *const c_char,
@@ -372,4 +357,19 @@ unsafe extern "C" fn check_authorization(
             _ => AUTHZ_GENERAL_ERROR,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn provider_word() {
+        use super::provider_word as w;
+        assert_eq!(w("pygroup admins staff"), Some("pygroup"));
+        assert_eq!(w("not pygroup admins"), Some("pygroup"));
+        assert_eq!(w("NOT  pygroup"), Some("pygroup"));
+        assert_eq!(w("pygroup alias admins>"), Some("pygroup"));
+        assert_eq!(w("pygroup>"), Some("pygroup"));
+        assert_eq!(w(""), None);
+        assert_eq!(w("not"), None);
+    }
 }
