@@ -77,6 +77,7 @@ fn main() {
         .allowlist_type("modpy_phase_cmd_id")
         .allowlist_function("ap_(sub_req_lookup_uri|sub_req_lookup_file|run_sub_req|destroy_sub_req)")
         .allowlist_function("ap_(add_output_filter|add_input_filter|note_auth_failure)")
+        .allowlist_function("apr_pool_pre_cleanup_register")
         .allowlist_var("AUTHN_.*")
         .allowlist_function("modpy_.*")
         .allowlist_var("modpy_.*|APR_EGENERAL")

@@ -21,6 +21,9 @@ pub struct PhaseState {
     pub(super) sub_owned: bool,
     pub(super) sub_running: bool,
     pub(super) sub_destroying: AtomicBool,
+    /// Set by a pre-cleanup when the request's pool starts being destroyed: no new
+    /// subrequests (their pools would be children of a pool being freed).
+    pub(super) pool_ending: bool,
 }
 
 impl PhaseState {
@@ -91,6 +94,30 @@ impl<'a> RequestRef<'a> {
     pub(super) fn mark_destroying(&self) -> bool {
         !self.sub_destroying().swap(true, Ordering::AcqRel)
     }
+}
+
+/// Registers the pre-cleanup that sets `pool_ending` (called once, when the state is made).
+///
+/// # Safety
+/// `pool` must be the request's pool and `state` its RequestState, freed by a (normal)
+/// cleanup of that pool, which runs after every pre-cleanup.
+pub(super) unsafe fn register_pool_end(
+    pool: *mut crate::sys::apr_pool_t,
+    state: *mut super::request::RequestState,
+) {
+    unsafe extern "C" fn mark(data: *mut std::ffi::c_void) -> crate::sys::apr_status_t {
+        // SAFETY: `data` is the request's state, alive until the normal cleanups run.
+        unsafe { (*(data as *mut super::request::RequestState)).phase.pool_ending = true };
+        crate::sys::APR_SUCCESS as crate::sys::apr_status_t
+    }
+    // SAFETY: per this function's contract.
+    unsafe {
+        crate::sys::apr_pool_pre_cleanup_register(
+            pool,
+            state as *const std::ffi::c_void,
+            Some(mark),
+        )
+    };
 }
 
 /// Has Python added handlers for `phase` to this request? Reads the state only if mod_py has

@@ -151,10 +151,9 @@ impl Request {
                 ext: Mutex::new(None),
                 phase: Default::default(),
             };
-            set_module_config(
-                (*r).request_config,
-                pool_box((*r).pool, state) as *mut c_void,
-            );
+            let state = pool_box((*r).pool, state);
+            super::phase_state::register_pool_end((*r).pool, state);
+            set_module_config((*r).request_config, state as *mut c_void);
             Request { r, live }
         }
     }

@@ -41,30 +41,46 @@ impl From<super::Gone> for SubError {
     }
 }
 
+const ENDING: &str = "the request is being cleaned up: no new subrequests";
+
 impl<'a> RequestRef<'a> {
     /// ap_sub_req_lookup_uri: runs the phases up to fixups for `uri` (relative URIs are
     /// relative to this request's); running it sends its output through this request's
-    /// output filters.
-    pub fn sub_req_lookup_uri(&self, uri: &[u8]) -> Option<Request> {
+    /// output filters. Err when this request has no URI to resolve against.
+    pub fn sub_req_lookup_uri(&self, uri: &[u8]) -> Result<Option<Request>, &'static str> {
+        if self.state().phase.pool_ending {
+            return Err(ENDING);
+        }
+        // ap_sub_req_lookup_uri takes the directory of r->uri for a relative URI.
+        if self.rec().uri.is_null() && !uri.starts_with(b"/") {
+            return Err("a relative URI needs req.uri, which is not set");
+        }
         let uri = c_string(uri);
         // SAFETY: alive; Apache copies the URI; the new request lives in a child pool of this
         // request's pool and is wrapped at once (its own liveness flag).
         unsafe {
             let r = self.raw();
             let sub = sys::ap_sub_req_lookup_uri(uri.as_ptr(), r, (*r).output_filters);
-            Self::adopt(sub)
+            Ok(Self::adopt(sub))
         }
     }
 
     /// ap_sub_req_lookup_file: as sub_req_lookup_uri for a file path (relative paths are
-    /// relative to the directory of this request's file).
-    pub fn sub_req_lookup_file(&self, path: &[u8]) -> Option<Request> {
+    /// relative to the directory of this request's file). Err before this request has a
+    /// file name (Apache would dereference it).
+    pub fn sub_req_lookup_file(&self, path: &[u8]) -> Result<Option<Request>, &'static str> {
+        if self.state().phase.pool_ending {
+            return Err(ENDING);
+        }
+        if self.rec().filename.is_null() {
+            return Err("lookup_file needs req.filename, which is not set (before translate_name, or cleared)");
+        }
         let path = c_string(path);
-        // SAFETY: as in sub_req_lookup_uri.
+        // SAFETY: as in sub_req_lookup_uri; r->filename is set (checked above).
         unsafe {
             let r = self.raw();
             let sub = sys::ap_sub_req_lookup_file(path.as_ptr(), r, (*r).output_filters);
-            Self::adopt(sub)
+            Ok(Self::adopt(sub))
         }
     }
 

@@ -86,8 +86,9 @@ pub fn lookup(
             })
         })
         .map_err(gone)?;
-    let sub =
-        sub.ok_or_else(|| PyRuntimeError::new_err("Apache could not create the subrequest"))?;
+    let sub = sub
+        .map_err(PyValueError::new_err)?
+        .ok_or_else(|| PyRuntimeError::new_err("Apache could not create the subrequest"))?;
     Request::of(py, &sub)
 }
 

@@ -286,6 +286,8 @@ def test_providers_survive_graceful_restart(server: Apache) -> None:
 
 @pytest.mark.parametrize("conf,needle", [
     ("PythonAuthnProvider file authprov", "PythonAuthnProvider: Apache already has an authn provider named 'file'"),
+    ("PythonAuthzProvider valid-user authprov", "PythonAuthzProvider: Apache already has an authz provider named 'valid-user'"),
+    ("<Location /x>\nPythonAuthnProvider p m\n</Location>", "PythonAuthnProvider not allowed in <Location> context"),
     ("PythonAuthnProvider p1 authprov\nPythonAuthnProvider p1 other", "PythonAuthnProvider: 'p1' is already registered (as authprov)"),
     ("PythonAuthnProvider p 9bad", "PythonAuthnProvider: '9bad': '9bad' is not a Python module name"),
     ("PythonAuthnProvider p m other", "the get_realm_hash function must be given as module::function"),

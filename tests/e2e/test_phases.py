@@ -200,6 +200,10 @@ def test_every_phase_runs_in_order_and_notes_carry_across(server: Apache) -> Non
     )
     assert f["phase"] == "PythonHandler"
     assert headers["X-Fixup"] == "ran"
+    assert f["config"]["PythonFixupHandler"] == "phases::fixup"
+    assert f["config"]["PythonInitHandler"] == "phases::init_dir"
+    assert f["config"]["PythonTransHandler"] == "phases::trans"
+    assert f["config"]["PythonHandler"] == "phases::content_with_cleanup"
     # The log phase sees the final status and the notes of every earlier phase.
     wait_log(server, "modpy-log-handler uri=/ph/trail status=200 trail=" + f["trail"] + " phase=PythonLogHandler")
     # PythonCleanupHandler runs at the request pool's cleanup, after req.register_cleanup().

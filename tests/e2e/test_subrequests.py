@@ -35,6 +35,10 @@ PythonOption htdocs @ROOT@/htdocs
     PythonFixupHandler subreq::fixup_lookup
     PythonHandler subreq::show_notes
 </Location>
+<Location /sr/cleanup_lookup>
+    PythonHandler subreq::cleanup_lookup_content
+    PythonCleanupHandler subreq::cleanup_lookup
+</Location>
 <Location /sr/ssi>
     Options +Includes
 </Location>
@@ -43,7 +47,7 @@ PythonOption htdocs @ROOT@/htdocs
 </Directory>
 """
 
-ROUTES = ["lookup", "run", "destroy", "keep", "deflate", "ssi", "upper", "upper_input", "unknown_filter"]
+ROUTES = ["lookup", "nofile", "run", "destroy", "keep", "deflate", "ssi", "upper", "upper_input", "unknown_filter"]
 
 
 def conf() -> str:
@@ -98,6 +102,20 @@ def test_lookup_uri_and_file(server: Apache) -> None:
     assert f["file_ctype"] == "text/plain"
     assert f["relative_uri"] == "/sr/dir/other.txt"
     assert f["repr"] == "<modpy.apache.Request GET /static.txt>"
+
+
+def test_lookup_without_filename_or_uri(server: Apache) -> None:
+    f = get_json(server, "/sr/nofile")
+    assert f["file"].startswith("ValueError: lookup_file needs req.filename")
+    assert f["uri"] == "ValueError: a relative URI needs req.uri, which is not set"
+    assert f["absolute"] == 200
+
+
+def test_no_subrequests_while_the_request_is_cleaned_up(server: Apache) -> None:
+    assert server.get("/sr/cleanup_lookup")[2] == b"ok"
+    ending = "ValueError: the request is being cleaned up: no new subrequests"
+    wait_log(server, "cleanup handler lookup: " + ending)
+    wait_log(server, "register_cleanup lookup: " + ending)
 
 
 def test_run_subrequests_into_the_response(server: Apache) -> None:

@@ -89,6 +89,7 @@ def content(req):
         "phase": req.phase,
         "ctype": req.content_type,
         "filename": req.filename,
+        "config": req.get_config(),
     }).encode()
     req.content_type = "application/json"
     req.write(body)

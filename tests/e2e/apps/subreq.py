@@ -154,3 +154,32 @@ def server_cleanup(req):
     req.server.register_cleanup(req, done, "child-exit")
     req.write(b"registered")
     return apache.OK
+
+
+def nofile(req):
+    """lookup_file without req.filename / relative lookup_uri without req.uri: a clear error,
+    never a crash."""
+    filename, uri = req.filename, req.uri
+    req.filename = None
+    file_err = _err(lambda: req.lookup_file("x.txt"))
+    req.filename = filename
+    req.uri = None
+    uri_err = _err(lambda: req.lookup_uri("x.txt"))
+    absolute = req.lookup_uri("/static.txt").status
+    req.uri = uri
+    return _json(req, {"file": file_err, "uri": uri_err, "absolute": absolute})
+
+
+def cleanup_lookup_content(req):
+    def cb(data):
+        apache.log_error("register_cleanup lookup: " + _err(lambda: req.lookup_uri("/static.txt")),
+                         apache.APLOG_NOTICE)
+    req.register_cleanup(cb)
+    req.write(b"ok")
+    return apache.OK
+
+
+def cleanup_lookup(req):
+    apache.log_error("cleanup handler lookup: " + _err(lambda: req.lookup_uri("/static.txt")),
+                     apache.APLOG_NOTICE)
+    return apache.OK
