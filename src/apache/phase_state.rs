@@ -107,7 +107,11 @@ pub(super) unsafe fn register_pool_end(
 ) {
     unsafe extern "C" fn mark(data: *mut std::ffi::c_void) -> crate::sys::apr_status_t {
         // SAFETY: `data` is the request's state, alive until the normal cleanups run.
-        unsafe { (*(data as *mut super::request::RequestState)).phase.pool_ending = true };
+        unsafe {
+            (*(data as *mut super::request::RequestState))
+                .phase
+                .pool_ending = true
+        };
         crate::sys::APR_SUCCESS as crate::sys::apr_status_t
     }
     // SAFETY: per this function's contract.
