@@ -40,6 +40,7 @@ pub unsafe extern "C" fn modpy_cmd_phase_handler(
     // SAFETY: Apache passes a valid cmd_parms and, for these directives (OR_ALL, or RSRC_CONF
     // where mconfig is the server's default directory config), our DirConfig.
     let info = unsafe { cmd_info(cmd) };
+    // SAFETY: see above; Apache gives one directive at a time exclusive use of it.
     let dc = unsafe { &mut *(mconfig as *mut DirConfig) };
     let args = arg(args);
     let result = match phase_of(info.id) {

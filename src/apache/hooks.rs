@@ -119,7 +119,7 @@ pub fn mpm_query(code: i32) -> Option<i32> {
 impl HookRequest {
     /// # Safety
     /// `r` must be the live request Apache passed to the running hook or provider.
-    pub(super) fn new(r: *mut sys::request_rec) -> HookRequest {
+    pub(super) unsafe fn new(r: *mut sys::request_rec) -> HookRequest {
         HookRequest { r }
     }
 

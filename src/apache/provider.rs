@@ -237,7 +237,8 @@ unsafe extern "C" fn check_password(
         let Some((spec, backend)) = target(r, ProviderKind::Authn, name.as_deref()) else {
             return AUTH_GENERAL_ERROR;
         };
-        let req = HookRequest::new(r).request();
+        // SAFETY: Apache calls the provider with the live request being checked.
+        let req = unsafe { HookRequest::new(r) }.request();
         match (backend.check_password)(&req, &spec, user, password) {
             rc @ (AUTH_DENIED | AUTH_GRANTED | AUTH_USER_NOT_FOUND | AUTH_GENERAL_ERROR) => rc,
             _ => AUTH_GENERAL_ERROR,
@@ -263,7 +264,8 @@ unsafe extern "C" fn get_realm_hash(
         let Some((spec, backend)) = target(r, ProviderKind::Authn, name.as_deref()) else {
             return AUTH_GENERAL_ERROR;
         };
-        let req = HookRequest::new(r).request();
+        // SAFETY: Apache calls the provider with the live request being checked.
+        let req = unsafe { HookRequest::new(r) }.request();
         match (backend.get_realm_hash)(&req, &spec, user, realm) {
             Ok(hash) => {
                 // SAFETY: the hash is copied into the request pool, where mod_auth_digest
@@ -350,7 +352,8 @@ unsafe extern "C" fn check_authorization(
         let Some((spec, backend)) = target(r, ProviderKind::Authz, name.as_deref()) else {
             return AUTHZ_GENERAL_ERROR;
         };
-        let req = HookRequest::new(r).request();
+        // SAFETY: Apache calls the provider with the live request being checked.
+        let req = unsafe { HookRequest::new(r) }.request();
         match (backend.check_authorization)(&req, &spec, args) {
             rc @ (AUTHZ_DENIED | AUTHZ_GRANTED | AUTHZ_NEUTRAL | AUTHZ_GENERAL_ERROR
             | AUTHZ_DENIED_NO_USER) => rc,

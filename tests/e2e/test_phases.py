@@ -19,6 +19,7 @@ CONF = """
 CustomLog @ROOT@/access.log "%U %>s"
 PythonPath "sys.path + ['@ROOT@/apps']"
 PythonOption realdir @ROOT@/htdocs/real
+PythonOption extradir @ROOT@/apps/extra
 PythonInitHandler phases::init_server
 PythonPostReadRequestHandler phases::postread
 PythonTransHandler phases::trans
@@ -102,6 +103,14 @@ PythonTransHandler phases::trans
     SetHandler modpy
     PythonAccessHandler phases::adds_handlers
 </Location>
+<Location /ph/add_dir>
+    SetHandler modpy
+    PythonAccessHandler phases::adds_with_dir
+    PythonHandler phases::content
+</Location>
+<Directory @ROOT@/htdocs/ht>
+    AllowOverride All
+</Directory>
 <Location /ph/redirect_fixup>
     SetHandler modpy
     PythonFixupHandler phases::redirect_in_fixup
@@ -157,6 +166,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[Apache]:
         "typed/x.txt": "typed\n",
         "ext/a.txt": "a\n",
         "ext/b.html": "<p>b</p>\n",
+        "ht/page.txt": "ht\n",
+        "ht/.htaccess": "PythonFixupHandler phases::fixup\nPythonAccessHandler phases::access\n",
     }.items():
         p = a.root / "htdocs" / name
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -317,6 +328,18 @@ def test_add_handler(server: Apache) -> None:
         "added_fixup2:PythonFixupHandler;content:PythonHandler;"
     )
     assert headers["X-Notes"] == "IndexError,ValueError"
+
+
+def test_add_handler_with_directory(server: Apache) -> None:
+    status, headers, _ = server.get("/ph/add_dir")
+    assert status == 200
+    assert headers["X-Dynonly"] == "dynonly.py:PythonFixupHandler"
+
+
+def test_phase_handlers_in_htaccess(server: Apache) -> None:
+    status, headers, body = server.get("/ht/page.txt")
+    assert (status, body, headers["X-Fixup"]) == (200, b"ht\n", "ran")
+    assert server.get("/ht/page.txt", headers={"X-Deny": "1"})[0] == 403
 
 
 def test_internal_redirect_from_fixup(server: Apache) -> None:

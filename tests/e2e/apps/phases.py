@@ -229,6 +229,11 @@ def adds_handlers(req):
     return apache.OK
 
 
+def adds_with_dir(req):
+    req.add_handler("PythonFixupHandler", "dynonly::fixup", req.get_options()["extradir"])
+    return apache.OK
+
+
 def added_fixup(req):
     record(req, "added_fixup")
     # Added to the phase that is running: runs in the same pass, after this one.
