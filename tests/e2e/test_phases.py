@@ -24,6 +24,17 @@ PythonInitHandler phases::init_server
 PythonPostReadRequestHandler phases::postread
 PythonTransHandler phases::trans
 
+# The first virtual host is the default one (it inherits the server-level handlers).
+<VirtualHost 127.0.0.1:*>
+    ServerName default.test
+    DocumentRoot @ROOT@/htdocs
+</VirtualHost>
+<VirtualHost 127.0.0.1:*>
+    ServerName vhost.test
+    DocumentRoot @ROOT@/htdocs
+    PythonTransHandler phases::vhost_trans
+</VirtualHost>
+
 <Location /ph/trail>
     SetHandler modpy
     PythonInitHandler phases::init_dir
@@ -239,6 +250,12 @@ def test_trans_handler_sets_filename(server: Apache) -> None:
     status, _, body = server.get("/ph/virtual/file.txt")
     assert (status, body) == (200, b"the real file\n")
     assert server.get("/ph/virtual/missing.txt")[0] == 404
+
+
+def test_trans_handler_of_a_virtual_host(server: Apache) -> None:
+    assert server.get("/ph/vhostfile", headers={"Host": "vhost.test"})[0:3:2] == (200, b"the real file\n")
+    # the main server's PythonTransHandler does not map it
+    assert server.get("/ph/vhostfile")[0] == 404
 
 
 def test_access_handler_forbidden(server: Apache) -> None:

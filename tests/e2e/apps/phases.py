@@ -51,6 +51,13 @@ def trans(req):
     return apache.DECLINED
 
 
+def vhost_trans(req):
+    if req.uri == "/ph/vhostfile":
+        req.filename = os.path.join(req.get_options()["realdir"], "file.txt")
+        return apache.OK
+    return apache.DECLINED
+
+
 # ---- directory level ----
 
 def init_dir(req):
