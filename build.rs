@@ -75,6 +75,13 @@ fn main() {
         .allowlist_function("apr_(brigade_|bucket_|file_open|file_close|file_info_get|stat|strerror|time_now|dynamic_fn_retrieve).*")
         .allowlist_function("modpy_.*|ap_bucket_error_create|ap_no2slash|ap_add_version_component|ap_pregcomp|ap_regexec|ap_pregsub|ap_regfree")
         .allowlist_type("ap_regex_t|ap_regmatch_t")
+        // ---- request phases, auth providers, subrequests (issue 4) ----
+        .allowlist_type("modpy_phase_cmd_id")
+        .allowlist_function("ap_(sub_req_lookup_uri|sub_req_lookup_file|run_sub_req|destroy_sub_req)")
+        .allowlist_function("ap_(add_output_filter|add_input_filter|note_auth_failure)")
+        .allowlist_function("apr_pool_pre_cleanup_register")
+        .allowlist_var("AUTHN_.*")
+        .allowlist_function("modpy_.*")
         .allowlist_var("modpy_.*|APR_EGENERAL")
         .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|AP_MPMQ_.*|RSRC_CONF|ACCESS_CONF|OR_.*")
         .allowlist_var("AP_MAX_REG_MATCH|AP_SERVER_.*_NUMBER|PROXYREQ_.*|APR_SUCCESS|APR_EOF|APR_HOOK_.*|REQUEST_.*|AP_REQ_.*|AP_CONDITIONAL_.*|APR_FINFO_.*|APR_READ|APR_FOPEN_.*|APR_OS_DEFAULT|AP_FILTER_.*|AP_MODE_.*|APR_BLOCK_READ|APR_NONBLOCK_READ|APR_INCOMPLETE|APR_TIMEUP|APR_ENOTIMPL|AP_AUTH.*|AUTHZ_.*|AUTH_.*")

@@ -29,10 +29,54 @@ static const int wsgi_ids[] = {
 };
 #define WSGI_CMD(name, id, where, help) \
     AP_INIT_RAW_ARGS(name, modpy_cmd_wsgi, (void *)&wsgi_ids[(id) - MODPY_WSGI_SCRIPT_ALIAS], where, help)
+/* ---- issue 4: request phases and auth providers ---- */
+static const int id_post_read_request = MODPY_CMD_POST_READ_REQUEST_HANDLER,
+                 id_trans = MODPY_CMD_TRANS_HANDLER,
+                 id_header_parser = MODPY_CMD_HEADER_PARSER_HANDLER,
+                 id_init = MODPY_CMD_INIT_HANDLER, id_access = MODPY_CMD_ACCESS_HANDLER,
+                 id_authen = MODPY_CMD_AUTHEN_HANDLER, id_authz = MODPY_CMD_AUTHZ_HANDLER,
+                 id_type = MODPY_CMD_TYPE_HANDLER, id_fixup = MODPY_CMD_FIXUP_HANDLER,
+                 id_log = MODPY_CMD_LOG_HANDLER, id_cleanup = MODPY_CMD_CLEANUP_HANDLER,
+                 id_authn_provider = MODPY_CMD_AUTHN_PROVIDER,
+                 id_authz_provider = MODPY_CMD_AUTHZ_PROVIDER;
+#define PHASE_SYNTAX " module[::function] [module[::function] ...] [| .ext ...]"
 
 const command_rec modpy_cmds[] = {
     AP_INIT_RAW_ARGS("PythonHandler", modpy_cmd_raw_args, INFO(id_handler), OR_ALL,
                      "PythonHandler module[::function] [module[::function] ...] [| .ext ...]"),
+    /* ---- issue 4: request phases and auth providers ---- */
+    AP_INIT_RAW_ARGS("PythonPostReadRequestHandler", modpy_cmd_phase_handler,
+                     INFO(id_post_read_request), RSRC_CONF,
+                     "PythonPostReadRequestHandler" PHASE_SYNTAX " (server config only)"),
+    AP_INIT_RAW_ARGS("PythonTransHandler", modpy_cmd_phase_handler, INFO(id_trans), RSRC_CONF,
+                     "PythonTransHandler" PHASE_SYNTAX " (server config only)"),
+    AP_INIT_RAW_ARGS("PythonHeaderParserHandler", modpy_cmd_phase_handler,
+                     INFO(id_header_parser), OR_ALL, "PythonHeaderParserHandler" PHASE_SYNTAX),
+    AP_INIT_RAW_ARGS("PythonInitHandler", modpy_cmd_phase_handler, INFO(id_init), OR_ALL,
+                     "PythonInitHandler" PHASE_SYNTAX),
+    AP_INIT_RAW_ARGS("PythonAccessHandler", modpy_cmd_phase_handler, INFO(id_access), OR_ALL,
+                     "PythonAccessHandler" PHASE_SYNTAX),
+    AP_INIT_RAW_ARGS("PythonAuthenHandler", modpy_cmd_phase_handler, INFO(id_authen), OR_ALL,
+                     "PythonAuthenHandler" PHASE_SYNTAX),
+    AP_INIT_RAW_ARGS("PythonAuthzHandler", modpy_cmd_phase_handler, INFO(id_authz), OR_ALL,
+                     "PythonAuthzHandler" PHASE_SYNTAX),
+    AP_INIT_RAW_ARGS("PythonTypeHandler", modpy_cmd_phase_handler, INFO(id_type), OR_ALL,
+                     "PythonTypeHandler" PHASE_SYNTAX),
+    AP_INIT_RAW_ARGS("PythonFixupHandler", modpy_cmd_phase_handler, INFO(id_fixup), OR_ALL,
+                     "PythonFixupHandler" PHASE_SYNTAX),
+    AP_INIT_RAW_ARGS("PythonLogHandler", modpy_cmd_phase_handler, INFO(id_log), OR_ALL,
+                     "PythonLogHandler" PHASE_SYNTAX),
+    AP_INIT_RAW_ARGS("PythonCleanupHandler", modpy_cmd_phase_handler, INFO(id_cleanup), OR_ALL,
+                     "PythonCleanupHandler" PHASE_SYNTAX),
+    AP_INIT_TAKE23("PythonAuthnProvider", modpy_cmd_auth_provider, INFO(id_authn_provider),
+                   RSRC_CONF,
+                   "PythonAuthnProvider NAME module[::check_password] [module::get_realm_hash]: "
+                   "an authn provider for AuthBasicProvider / AuthDigestProvider NAME"),
+    AP_INIT_TAKE23("PythonAuthzProvider", modpy_cmd_auth_provider, INFO(id_authz_provider),
+                   RSRC_CONF,
+                   "PythonAuthzProvider NAME module[::check_authorization]: "
+                   "an authz provider for Require NAME args..."),
+    /* ---- end of issue 4 ---- */
     AP_INIT_RAW_ARGS("PythonPath", modpy_cmd_raw_args, INFO(id_path), OR_ALL,
                      "PythonPath <python list expression>, e.g. \"sys.path + ['/srv/app']\""),
     AP_INIT_TAKE12("PythonOption", modpy_cmd_take12, INFO(id_option), OR_ALL,

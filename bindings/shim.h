@@ -42,6 +42,26 @@ enum modpy_wsgi_cmd_id {
     MODPY_WSGI_SOCKET_PREFIX
 };
 const char *modpy_cmd_wsgi(cmd_parms *cmd, void *mconfig, const char *args);
+/* ---- issue 4: request phases and auth providers (ids 400+, handled in
+ * src/apache/config_phases.rs) ---- */
+enum modpy_phase_cmd_id {
+    MODPY_CMD_POST_READ_REQUEST_HANDLER = 400,
+    MODPY_CMD_TRANS_HANDLER,
+    MODPY_CMD_HEADER_PARSER_HANDLER,
+    MODPY_CMD_INIT_HANDLER,
+    MODPY_CMD_ACCESS_HANDLER,
+    MODPY_CMD_AUTHEN_HANDLER,
+    MODPY_CMD_AUTHZ_HANDLER,
+    MODPY_CMD_TYPE_HANDLER,
+    MODPY_CMD_FIXUP_HANDLER,
+    MODPY_CMD_LOG_HANDLER,
+    MODPY_CMD_CLEANUP_HANDLER,
+    MODPY_CMD_AUTHN_PROVIDER = 450,
+    MODPY_CMD_AUTHZ_PROVIDER
+};
+const char *modpy_cmd_phase_handler(cmd_parms *cmd, void *mconfig, const char *args);
+const char *modpy_cmd_auth_provider(cmd_parms *cmd, void *mconfig, const char *a1,
+                                    const char *a2, const char *a3);
 
 /* The command table (AP_INIT_* macros), defined in shim.c; referenced by py_module in Rust. */
 extern const command_rec modpy_cmds[];

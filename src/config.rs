@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 /// One `PythonHandler` line: handlers in order, the extensions it is restricted to
 /// (`| .py .txt`), and the directory of its `<Directory>` section (prepended to sys.path).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HandlerEntry {
     pub handler: String,
     pub extensions: Vec<String>,
     pub directory: Option<String>,
+    /// From `PythonHandlerModule`: a module without the phase's function is skipped.
+    pub silent: bool,
 }
 
 impl HandlerEntry {
@@ -44,6 +46,8 @@ pub struct DirConfig {
     pub interpreter: Option<String>,
     /// mod_wsgi's per-directory directives.
     pub wsgi: crate::wsgi::config::WsgiDirConfig,
+    // ---- request phases other than the content phase (src/phase.rs) ----
+    pub phases: crate::phase::PhaseLists,
 }
 
 impl DirConfig {
@@ -51,8 +55,13 @@ impl DirConfig {
     pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
         let mut options = base.options.clone();
         options.extend(add.options.iter().cloned());
+        // An inner PythonHandlerModule stands for every phase, the content phase included.
+        let inherit_handlers = add.phases.module.is_none();
         DirConfig {
-            handlers: add.handlers.clone().or_else(|| base.handlers.clone()),
+            handlers: add
+                .handlers
+                .clone()
+                .or_else(|| base.handlers.clone().filter(|_| inherit_handlers)),
             handler_module: add
                 .handler_module
                 .clone()
@@ -63,6 +72,7 @@ impl DirConfig {
             autoreload: add.autoreload.or(base.autoreload),
             interpreter: add.interpreter.clone().or_else(|| base.interpreter.clone()),
             wsgi: crate::wsgi::config::WsgiDirConfig::merge(&base.wsgi, &add.wsgi),
+            phases: crate::phase::PhaseLists::merge(&base.phases, &add.phases),
         }
     }
 
@@ -89,13 +99,9 @@ impl DirConfig {
 
     /// The handler list of the content phase; `PythonHandlerModule` stands in when none is set.
     pub fn content_handlers(&self) -> Arc<Vec<HandlerEntry>> {
-        match (&self.handlers, &self.handler_module) {
+        match (&self.handlers, &self.phases.module) {
             (Some(h), _) => h.clone(),
-            (None, Some(m)) => Arc::new(vec![HandlerEntry {
-                handler: m.clone(),
-                extensions: vec![],
-                directory: None,
-            }]),
+            (None, Some(m)) => m.clone(),
             _ => Arc::new(vec![]),
         }
     }
@@ -174,6 +180,7 @@ pub fn parse_handler_args(
                 handler: h.to_string(),
                 extensions: extensions.clone(),
                 directory: directory.map(str::to_string),
+                silent: false,
             })
         })
         .collect()
@@ -253,11 +260,26 @@ mod tests {
 
     #[test]
     fn handler_module_fallback() {
-        let c = DirConfig {
+        let mut c = DirConfig {
             handler_module: Some("mymod".into()),
             ..Default::default()
         };
+        c.phases.set_module("mymod", None);
         assert_eq!(c.content_handlers()[0].handler, "mymod");
+        assert!(c.content_handlers()[0].silent);
+        // an inner PythonHandlerModule hides inherited PythonHandler lines
+        let outer = DirConfig {
+            handlers: Some(Arc::new(parse_handler_args("a", None).unwrap())),
+            ..Default::default()
+        };
+        assert_eq!(
+            DirConfig::merge(&outer, &c).content_handlers()[0].handler,
+            "mymod"
+        );
+        assert_eq!(
+            DirConfig::merge(&c, &outer).content_handlers()[0].handler,
+            "a"
+        );
         assert!(DirConfig::default().content_handlers().is_empty());
     }
 }

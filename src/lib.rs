@@ -9,6 +9,9 @@ pub mod sys;
 
 pub mod apache;
 pub mod config;
+pub mod phase;
+// ---- auth providers (issue 4) ----
+pub mod auth;
 pub mod python;
 pub mod wsgi;
 

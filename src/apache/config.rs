@@ -87,14 +87,14 @@ pub unsafe fn server_config<'a>(s: *const sys::server_rec) -> &'a ServerConfig {
 }
 
 /// What Apache tells us about the directive being parsed.
-struct Cmd {
-    id: u32,
-    name: String,
+pub(super) struct Cmd {
+    pub(super) id: u32,
+    pub(super) name: String,
     /// The directory of the enclosing <Directory> / .htaccess (not <Location>: a URL).
-    directory: Option<String>,
+    pub(super) directory: Option<String>,
 }
 
-unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
+pub(super) unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
     // SAFETY: Apache passes a valid cmd_parms for the directive being parsed.
     unsafe {
         let id = sys::modpy_cmd_id(cmd) as u32;
@@ -142,13 +142,13 @@ unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
 }
 
 /// Turns a Rust error into the string Apache prints after "Syntax error on line N of FILE:".
-unsafe fn cmd_error(cmd: *mut sys::cmd_parms, name: &str, msg: &str) -> *const c_char {
+pub(super) unsafe fn cmd_error(cmd: *mut sys::cmd_parms, name: &str, msg: &str) -> *const c_char {
     let text = format!("{name}: {msg}");
     // SAFETY: cmd->pool outlives the error report.
     unsafe { pstrdup((*cmd).pool, text.as_bytes()) }
 }
 
-fn arg(p: *const c_char) -> String {
+pub(super) fn arg(p: *const c_char) -> String {
     // SAFETY: Apache passes NUL-terminated arguments (or NULL for a missing optional one).
     String::from_utf8_lossy(unsafe { cstr(p) }.unwrap_or_default()).into_owned()
 }
@@ -193,6 +193,7 @@ pub unsafe extern "C" fn modpy_cmd_raw_args(
         sys::modpy_cmd_id_MODPY_CMD_HANDLER_MODULE => {
             if config::is_module_name(args) {
                 dc.handler_module = Some(args.to_string());
+                dc.phases.set_module(args, info.directory.as_deref());
                 Ok(())
             } else {
                 Err(format!("'{args}' is not a Python module name"))

@@ -130,12 +130,6 @@ impl HookRequest {
         // SAFETY: r is the live request of the running hook.
         unsafe { cstr((*self.r).uri) }
     }
-
-    /// The server (virtual host) this request is for.
-    pub fn server(&self) -> Server {
-        // SAFETY: r is the live request of the running hook.
-        unsafe { Server::from_raw((*self.r).server) }
-    }
 }
 
 // ---- post_config ----
@@ -176,5 +170,69 @@ pub fn hook_post_config<H: PostConfigHook>(order: Order) {
             null(),
             order.raw(),
         )
+    }
+}
+// ---- request phases for Python*Handler (issue 4) ----
+
+impl HookRequest {
+    /// # Safety
+    /// `r` must be the live request Apache passed to the running hook or provider.
+    pub(super) unsafe fn new(r: *mut sys::request_rec) -> HookRequest {
+        HookRequest { r }
+    }
+
+    /// mod_py's per-directory config of the request as it stands in this phase (the server's
+    /// defaults before the directory walk: post_read_request, translate_name).
+    pub fn dir_config(&self) -> &crate::config::DirConfig {
+        // SAFETY: r is live; its per_dir_config vector lives as long as the request.
+        unsafe { super::config::dir_config((*self.r).per_dir_config) }
+    }
+
+    pub fn server(&self) -> Server {
+        // SAFETY: r is live; server_recs live as long as the configuration.
+        unsafe { Server::from_raw((*self.r).server) }
+    }
+
+    /// Has Python code added handlers for `phase` to this request (req.add_handler)?
+    pub fn has_added_handlers(&self, phase: crate::phase::Phase) -> bool {
+        // SAFETY: r is live.
+        unsafe { super::phase_state::added_in(self.r, phase) }
+    }
+}
+
+/// The request hooks `int hook(request_rec *r)` a module can register, by their C names.
+#[derive(Clone, Copy, Debug)]
+pub enum RequestPhaseHook {
+    PostReadRequest,
+    TranslateName,
+    HeaderParser,
+    AccessChecker,
+    CheckUserId,
+    AuthChecker,
+    TypeChecker,
+    Fixups,
+    LogTransaction,
+}
+
+/// ap_hook_<which>(H::run). Legacy (per-URI) registration for the auth hooks: Apache re-runs
+/// them for subrequests and redirects, which is what code that looks at the URI needs.
+pub fn hook_request_phase<H: RequestHook>(which: RequestPhaseHook, order: Order) {
+    let f = Some(request_trampoline::<H> as unsafe extern "C" fn(*mut sys::request_rec) -> c_int);
+    let o = order.raw();
+    // SAFETY: registration during register_hooks; the trampoline is a 'static fn.
+    unsafe {
+        match which {
+            RequestPhaseHook::PostReadRequest => {
+                sys::ap_hook_post_read_request(f, null(), null(), o)
+            }
+            RequestPhaseHook::TranslateName => sys::ap_hook_translate_name(f, null(), null(), o),
+            RequestPhaseHook::HeaderParser => sys::ap_hook_header_parser(f, null(), null(), o),
+            RequestPhaseHook::AccessChecker => sys::ap_hook_access_checker(f, null(), null(), o),
+            RequestPhaseHook::CheckUserId => sys::ap_hook_check_user_id(f, null(), null(), o),
+            RequestPhaseHook::AuthChecker => sys::ap_hook_auth_checker(f, null(), null(), o),
+            RequestPhaseHook::TypeChecker => sys::ap_hook_type_checker(f, null(), null(), o),
+            RequestPhaseHook::Fixups => sys::ap_hook_fixups(f, null(), null(), o),
+            RequestPhaseHook::LogTransaction => sys::ap_hook_log_transaction(f, null(), null(), o),
+        }
     }
 }

@@ -12,6 +12,11 @@ pub mod regex;
 pub mod request;
 pub mod server;
 pub mod table;
+// ---- request phases, auth providers, subrequests (issue 4) ----
+pub mod config_phases;
+pub mod phase_state;
+pub mod provider;
+pub mod subrequest;
 
 pub use connection::Connection;
 pub use pool::Gone;

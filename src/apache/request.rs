@@ -14,7 +14,7 @@ use std::sync::Mutex;
 /// Per-request state mod_py keeps in r->request_config: one liveness flag for every object
 /// wrapping this request, the output brigade reused by every write, and a slot for the layer
 /// above (the Python Request object, so all phases see the same one).
-struct RequestState {
+pub(super) struct RequestState {
     live: Liveness,
     out: *mut sys::apr_bucket_brigade,
     /// Bytes written with flush=0 and not yet passed down.
@@ -23,6 +23,8 @@ struct RequestState {
     /// Reading the body failed: Apache has already answered the client (413, 400, 408...).
     body_failed: bool,
     ext: ExtSlot,
+    /// Python handler phases and subrequests of this request (src/apache/phase_state.rs).
+    pub(super) phase: super::phase_state::PhaseState,
 }
 
 /// Storage the layer above keeps per request (see RequestState::ext).
@@ -163,11 +165,11 @@ impl Request {
                 body_setup: None,
                 body_failed: false,
                 ext: Mutex::new(None),
+                phase: Default::default(),
             };
-            set_module_config(
-                (*r).request_config,
-                pool_box((*r).pool, state) as *mut c_void,
-            );
+            let state = pool_box((*r).pool, state);
+            super::phase_state::register_pool_end((*r).pool, state);
+            set_module_config((*r).request_config, state as *mut c_void);
             Request { r, live }
         }
     }
@@ -207,13 +209,13 @@ impl<'a> RequestRef<'a> {
     // The state is per request and Apache runs a request on one thread at a time; callers
     // never hold two of these borrows at once.
     #[allow(clippy::mut_from_ref)]
-    fn state(&self) -> &mut RequestState {
+    pub(super) fn state(&self) -> &mut RequestState {
         // SAFETY: from_raw stored the state before any RequestRef could exist; one thread at a
         // time works on a request.
         unsafe { &mut *(get_module_config((*self.r).request_config) as *mut RequestState) }
     }
 
-    fn pool(&self) -> *mut sys::apr_pool_t {
+    pub(super) fn pool(&self) -> *mut sys::apr_pool_t {
         self.rec().pool
     }
 

@@ -6,7 +6,8 @@ use super::convert::py_str;
 use super::request::Request;
 use crate::apache::{self, log};
 use crate::config::HandlerEntry;
-use pyo3::exceptions::PyTypeError;
+use crate::phase::Phase;
+use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyModule, PyString};
@@ -167,14 +168,22 @@ fn handler_callable<'py>(
     py: Python<'py>,
     e: &HandlerEntry,
     autoreload: bool,
+    default_fn: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let dir = e.directory.as_deref().unwrap_or("");
+    // The cache key is "module::function"; a bare module name gets the phase's default
+    // function (only then is a string built).
+    let key: std::borrow::Cow<'_, str> = if e.handler.contains("::") {
+        std::borrow::Cow::Borrowed(e.handler.as_str())
+    } else {
+        std::borrow::Cow::Owned(format!("{}::{default_fn}", e.handler))
+    };
     let cached = {
         let guard = HANDLERS.lock().unwrap_or_else(|p| p.into_inner());
         guard
             .as_ref()
             .and_then(|m| m.get(dir))
-            .and_then(|m| m.get(&e.handler))
+            .and_then(|m| m.get(key.as_ref()))
             .map(|c| {
                 (
                     c.callable.clone_ref(py),
@@ -192,7 +201,7 @@ fn handler_callable<'py>(
         }
     }
     // First use, or the module's file changed: (re-)import and resolve.
-    let (module_name, function) = e.module_and_function("handler");
+    let (module_name, function) = e.module_and_function(default_fn);
     let module = import_handler_module(py, module_name, e.directory.as_deref(), autoreload)?;
     let callable = resolve(&module, function)?;
     let file = module
@@ -211,14 +220,17 @@ fn handler_callable<'py>(
             .get_or_insert_with(HashMap::new)
             .entry(dir.to_string())
             .or_default()
-            .insert(e.handler.clone(), entry)
+            .insert(key.into_owned(), entry)
     };
     drop(old); // outside the lock: dropping may run Python code
     Ok(callable)
 }
 
 /// `function` may be dotted (`obj.method`), as in mod_python.
-fn resolve<'py>(module: &Bound<'py, PyModule>, function: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn resolve<'py>(
+    module: &Bound<'py, PyModule>,
+    function: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     let mut obj = module.clone().into_any();
     for part in function.split('.') {
         obj = obj.getattr(part)?;
@@ -229,6 +241,8 @@ fn resolve<'py>(module: &Bound<'py, PyModule>, function: &str) -> PyResult<Bound
 /// How a handler ended.
 enum Outcome {
     Status(i32),
+    /// A PythonHandlerModule entry whose module has no function for the phase.
+    Skipped,
     /// An exception or a bad return value, already described.
     Failed(PyErr),
 }
@@ -238,8 +252,21 @@ fn is_valid_result(rc: i32) -> bool {
     rc == OK || rc == DECLINED || rc == DONE || (100..=599).contains(&rc)
 }
 
-fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: bool) -> Outcome {
-    let result = handler_callable(py, e, autoreload).and_then(|f| f.call1((pyreq.clone_ref(py),)));
+fn call_one(
+    py: Python<'_>,
+    pyreq: &Py<Request>,
+    e: &HandlerEntry,
+    autoreload: bool,
+    default_fn: &str,
+) -> Outcome {
+    let result = match handler_callable(py, e, autoreload, default_fn) {
+        Ok(f) => f.call1((pyreq.clone_ref(py),)),
+        // PythonHandlerModule: a module without this phase's function takes no part in it.
+        Err(err) if e.silent && err.is_instance_of::<PyAttributeError>(py) => {
+            return Outcome::Skipped
+        }
+        Err(err) => Err(err),
+    };
     match result {
         Ok(v) => {
             match v.extract::<i32>() {
@@ -360,15 +387,34 @@ fn interpreter_notice(name: &str) {
 }
 
 /// Runs a phase's handlers in order until one returns something other than OK; returns that
-/// (or OK, or DECLINED when no handler applied to this request).
+/// (or OK, or DECLINED when no handler applied to this request). `phase` is a directive name
+/// (`"PythonHandler"`); see run_phase.
 pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]) -> i32 {
+    let phase = Phase::from_directive(phase).unwrap_or(Phase::Handler);
+    run_phase(req, phase, Some(entries), true)
+}
+
+/// Runs the handlers of `phase` for `req` with mod_python's semantics: the configured
+/// `entries` (those whose `| .ext` matches the request's file), then (with `with_added`)
+/// those added with req.add_handler, including any added while the phase runs; stops when a
+/// handler's result does not let the phase go on (Phase::continues) and returns the last
+/// result, or DECLINED when no handler ran. Exceptions are logged with their traceback and
+/// give 500 (or the traceback with PythonDebug On, before the response only).
+pub fn run_phase(
+    req: &apache::Request,
+    phase: Phase,
+    entries: Option<&[HandlerEntry]>,
+    with_added: bool,
+) -> i32 {
+    let entries = entries.unwrap_or_default();
     super::embed::prime_thread();
     let rc = Python::attach(|py| {
         let Ok(r) = req.get() else {
             return HTTP_INTERNAL_SERVER_ERROR;
         };
         let config = r.per_dir_config();
-        let (debug, autoreload) = (config.debug(), config.autoreload());
+        let debug = config.debug() && phase.before_response();
+        let autoreload = config.autoreload();
         if let Some(name) = config.interpreter.as_deref() {
             interpreter_notice(name);
         }
@@ -380,39 +426,91 @@ pub fn run_handlers(req: &apache::Request, phase: &str, entries: &[HandlerEntry]
         } else {
             None
         };
+        let previous = r.enter_phase(phase);
         drop(r);
         let _serving = Serving::enter(req);
-        let pyreq = match Request::of(py, req) {
-            Ok(p) => p,
-            Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
-        };
-        if let Some(expr) = &python_path {
-            if let Err(err) = apply_python_path(py, expr) {
-                let e = HandlerEntry {
-                    handler: format!("PythonPath {expr}"),
-                    extensions: vec![],
-                    directory: None,
-                };
-                return report_failure(py, req, "setting", &e, &err, debug);
-            }
-        }
-        let mut rc = DECLINED;
-        for e in entries.iter().filter(|e| e.applies_to(filename.as_deref())) {
-            rc = match call_one(py, &pyreq, e, autoreload) {
-                Outcome::Status(rc) => rc,
-                Outcome::Failed(err) => report_failure(py, req, phase, e, &err, debug),
-            };
-            if rc != OK {
-                break;
-            }
+        let rc = run_entries(
+            py,
+            req,
+            phase,
+            entries,
+            filename,
+            with_added,
+            python_path,
+            debug,
+            autoreload,
+        );
+        if let Ok(r) = req.get() {
+            r.leave_phase(previous);
         }
         rc
     });
     // Output queued by the handlers (flush=0 writes, small WSGI bodies) goes down now,
     // after the GIL is released, before Apache finishes the response.
-    if let Ok(r) = req.get() {
-        if let Err(io) = r.finish_output() {
-            r.log_error(log::APLOG_INFO, 0, &format!("mod_py: {io}"));
+    if phase.before_response() {
+        if let Ok(r) = req.get() {
+            if let Err(io) = r.finish_output() {
+                r.log_error(log::APLOG_INFO, 0, &format!("mod_py: {io}"));
+            }
+        }
+    }
+    rc
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_entries(
+    py: Python<'_>,
+    req: &apache::Request,
+    phase: Phase,
+    entries: &[HandlerEntry],
+    filename: Option<Vec<u8>>,
+    with_added: bool,
+    python_path: Option<std::sync::Arc<str>>,
+    debug: bool,
+    autoreload: bool,
+) -> i32 {
+    let pyreq = match Request::of(py, req) {
+        Ok(p) => p,
+        Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
+    };
+    if let Some(expr) = &python_path {
+        if let Err(err) = apply_python_path(py, expr) {
+            let e = HandlerEntry {
+                handler: format!("PythonPath {expr}"),
+                ..Default::default()
+            };
+            return report_failure(py, req, "setting", &e, &err, debug);
+        }
+    }
+    let name = phase.directive();
+    let mut rc = DECLINED;
+    let mut step = |e: &HandlerEntry| -> bool {
+        if let Ok(r) = req.get() {
+            r.set_current_directory(e.directory.as_deref());
+        }
+        match call_one(py, &pyreq, e, autoreload, phase.default_function()) {
+            Outcome::Status(s) => rc = s,
+            Outcome::Skipped => return true,
+            Outcome::Failed(err) => {
+                rc = report_failure(py, req, name, e, &err, debug);
+                return false;
+            }
+        }
+        phase.continues(rc, OK, DECLINED)
+    };
+    for e in entries.iter().filter(|e| e.applies_to(filename.as_deref())) {
+        if !step(e) {
+            return rc;
+        }
+    }
+    if with_added {
+        // Read one at a time: a handler may add more to its own phase while it runs.
+        let mut n = 0;
+        while let Some(e) = req.get().ok().and_then(|r| r.added_handler(phase, n)) {
+            n += 1;
+            if !step(&e) {
+                break;
+            }
         }
     }
     rc

@@ -10,6 +10,10 @@ mod request;
 mod server;
 mod table;
 mod wsgi;
+// ---- request phases, auth providers (issue 4) ----
+mod auth;
+mod phases;
+mod subrequest;
 
 use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, PostConfigHook, RequestHook};
 use crate::apache::pool::Pool;
@@ -44,6 +48,7 @@ pub fn register_hooks() {
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
     hooks::hook_translate_name::<WsgiScriptAlias>(Order::Middle);
+    phases::register_hooks();
 }
 
 /// The handler names `SetHandler` / `AddHandler` may use for mod_py.
@@ -79,27 +84,7 @@ impl RequestHook for ContentHandler {
             }
             return wsgi::handle(&hr.request(), Some(&script));
         }
-        if !is_our_handler(handler) {
-            return dispatch::DECLINED;
-        }
-        let req = hr.request();
-        let Ok(r) = req.get() else {
-            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
-        };
-        let handlers = r.per_dir_config().content_handlers();
-        if handlers.is_empty() {
-            r.log_error(
-                log::APLOG_ERR,
-                0,
-                "mod_py: SetHandler modpy is in effect here but no PythonHandler is configured",
-            );
-            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
-        }
-        drop(r);
-        if !embed::is_initialized() {
-            return dispatch::HTTP_INTERNAL_SERVER_ERROR;
-        }
-        dispatch::run_handlers(&req, "PythonHandler", &handlers)
+        phases::content(hr)
     }
 }
 

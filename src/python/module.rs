@@ -87,5 +87,12 @@ pub fn config_dict<'py>(py: Python<'py>, c: &DirConfig) -> PyResult<Bound<'py, P
     if !handlers.is_empty() {
         d.set_item("PythonHandler", handlers.join(" "))?;
     }
+    // ---- the other phases' directives (issue 4) ----
+    for phase in crate::phase::Phase::ALL {
+        if let Some(list) = c.phases.get(phase) {
+            let names: Vec<&str> = list.iter().map(|h| h.handler.as_str()).collect();
+            d.set_item(phase.directive(), names.join(" "))?;
+        }
+    }
     Ok(d)
 }

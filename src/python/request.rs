@@ -36,6 +36,10 @@ impl Request {
             },
         )?;
         *slot = Some(Box::new(obj.clone_ref(py)));
+        drop(slot);
+        drop(r);
+        // PythonCleanupHandler runs after this request's register_cleanup() callables.
+        super::phases::schedule_cleanup(req);
         Ok(obj)
     }
 
@@ -815,6 +819,78 @@ impl Request {
             }));
         Ok(())
     }
+
+    // ---- request phases, subrequests, filters (issue 4; src/python/subrequest.rs) ----
+
+    /// The phase running now, by its directive name ("PythonFixupHandler"); None outside a
+    /// Python*Handler (mod_python's req.phase).
+    #[getter]
+    fn phase<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
+        let r = self.inner.get().map_err(gone)?;
+        Ok(r.current_phase()
+            .map(|(p, _)| pyo3::types::PyString::new(py, p.directive())))
+    }
+
+    /// mod_python's add_handler(htype, handler, dir=None): runs `handler` in phase `htype`
+    /// ("PythonFixupHandler"...) of this request, after the configured ones.
+    #[pyo3(signature = (htype, handler, dir=None))]
+    fn add_handler(&self, htype: &str, handler: &str, dir: Option<&str>) -> PyResult<()> {
+        super::subrequest::add_handler(&self.inner, htype, handler, dir)
+    }
+
+    /// ap_add_output_filter(name): adds a registered output filter (C or Python) by name.
+    fn add_output_filter(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
+        super::subrequest::add_filter(&self.inner, &arg_bytes(name)?, true)
+    }
+
+    /// ap_add_input_filter(name): adds a registered input filter (C or Python) by name.
+    fn add_input_filter(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
+        super::subrequest::add_filter(&self.inner, &arg_bytes(name)?, false)
+    }
+
+    /// ap_sub_req_lookup_uri: a subrequest for `uri` (phases up to fixups have run; see its
+    /// status). run() sends its response into this request's.
+    fn lookup_uri(&self, py: Python<'_>, uri: &Bound<'_, PyAny>) -> PyResult<Py<Request>> {
+        super::subrequest::lookup(py, &self.inner, &arg_bytes(uri)?, false)
+    }
+
+    fn sub_req_lookup_uri(&self, py: Python<'_>, uri: &Bound<'_, PyAny>) -> PyResult<Py<Request>> {
+        self.lookup_uri(py, uri)
+    }
+
+    /// ap_sub_req_lookup_file: a subrequest for a file (relative to this request's directory).
+    fn lookup_file(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Py<Request>> {
+        super::subrequest::lookup(py, &self.inner, &arg_bytes(path)?, true)
+    }
+
+    fn sub_req_lookup_file(
+        &self,
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<Request>> {
+        self.lookup_file(py, path)
+    }
+
+    /// ap_run_sub_req: runs this subrequest (made by lookup_uri/lookup_file); returns its
+    /// handler's status. Not run (its status returned) when the lookup did not give 200.
+    fn run(&self, py: Python<'_>) -> PyResult<i32> {
+        super::subrequest::run(py, &self.inner)
+    }
+
+    fn run_sub_req(&self, py: Python<'_>) -> PyResult<i32> {
+        self.run(py)
+    }
+
+    /// ap_destroy_sub_req: frees this subrequest now; the object then raises RuntimeError.
+    fn destroy_sub_req(&self, py: Python<'_>) -> PyResult<()> {
+        super::subrequest::destroy(py, &self.inner)
+    }
+
+    fn destroy(&self, py: Python<'_>) -> PyResult<()> {
+        self.destroy_sub_req(py)
+    }
+
+    // ---- end of issue 4 ----
 
     /// ap_log_rerror at `level` (default APLOG_ERR), with the request's context.
     #[pyo3(signature = (message, level=log::APLOG_ERR))]

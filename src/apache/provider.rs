@@ -1,0 +1,378 @@
+//! Apache 2.4 auth providers (ap_register_auth_provider) backed by the layer above.
+//!
+//! `PythonAuthnProvider` / `PythonAuthzProvider` register, while the configuration is read
+//! (in the parent, Python-free), one provider per name in AUTHN_PROVIDER_GROUP /
+//! AUTHZ_PROVIDER_GROUP, version "0". All names share one C provider struct per group; which
+//! name Apache is calling is known from the note mod_auth_basic / mod_auth_digest set
+//! (AUTHN_PROVIDER_NAME_NOTE) and, for authz, from the parsed `Require` line. The names and
+//! their Python functions are kept in a registry that lives as long as the configuration pool
+//! (cleared by a cleanup on it, as Apache's own provider hash is), inherited by the children.
+
+use super::hooks::HookRequest;
+use super::log;
+use super::pool::{cstr, pool_box, pstrdup, register_cleanup};
+use super::request::Request;
+use crate::auth::{ProviderKind, ProviderSpec};
+use crate::sys;
+use std::collections::HashMap;
+use std::ffi::{c_void, CStr};
+use std::os::raw::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock, RwLock};
+
+pub const AUTH_DENIED: i32 = sys::authn_status_AUTH_DENIED as i32;
+pub const AUTH_GRANTED: i32 = sys::authn_status_AUTH_GRANTED as i32;
+pub const AUTH_USER_FOUND: i32 = sys::authn_status_AUTH_USER_FOUND as i32;
+pub const AUTH_USER_NOT_FOUND: i32 = sys::authn_status_AUTH_USER_NOT_FOUND as i32;
+pub const AUTH_GENERAL_ERROR: i32 = sys::authn_status_AUTH_GENERAL_ERROR as i32;
+pub const AUTHZ_DENIED: i32 = sys::authz_status_AUTHZ_DENIED as i32;
+pub const AUTHZ_GRANTED: i32 = sys::authz_status_AUTHZ_GRANTED as i32;
+pub const AUTHZ_NEUTRAL: i32 = sys::authz_status_AUTHZ_NEUTRAL as i32;
+pub const AUTHZ_GENERAL_ERROR: i32 = sys::authz_status_AUTHZ_GENERAL_ERROR as i32;
+pub const AUTHZ_DENIED_NO_USER: i32 = sys::authz_status_AUTHZ_DENIED_NO_USER as i32;
+
+/// get_realm_hash of the layer above: the hash (AUTH_USER_FOUND) or an authn_status.
+pub type RealmHashFn = fn(&Request, &ProviderSpec, &[u8], &[u8]) -> Result<Vec<u8>, i32>;
+
+/// What the layer above does when Apache calls a provider. Each returns an authn_status /
+/// authz_status value; get_realm_hash returns the hash (AUTH_USER_FOUND) or a status.
+pub struct AuthBackend {
+    pub check_password: fn(&Request, &ProviderSpec, &[u8], &[u8]) -> i32,
+    pub get_realm_hash: RealmHashFn,
+    pub check_authorization: fn(&Request, &ProviderSpec, &[u8]) -> i32,
+}
+
+static BACKEND: OnceLock<AuthBackend> = OnceLock::new();
+
+/// Called from register_hooks (no Python is started by this).
+pub fn set_backend(b: AuthBackend) {
+    let _ = BACKEND.set(b);
+}
+
+#[derive(Default)]
+struct Registry {
+    authn: HashMap<String, Arc<ProviderSpec>>,
+    authz: HashMap<String, Arc<ProviderSpec>>,
+    /// A cleanup on the configuration pool empties the registry when the pool goes.
+    cleanup_registered: bool,
+}
+
+static REGISTRY: RwLock<Option<Registry>> = RwLock::new(None);
+
+fn lookup(kind: ProviderKind, name: &str) -> Option<Arc<ProviderSpec>> {
+    let reg = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+    let reg = reg.as_ref()?;
+    match kind {
+        ProviderKind::Authn => reg.authn.get(name).cloned(),
+        ProviderKind::Authz => reg.authz.get(name).cloned(),
+    }
+}
+
+fn group(kind: ProviderKind) -> &'static CStr {
+    match kind {
+        ProviderKind::Authn => c"authn", // AUTHN_PROVIDER_GROUP
+        ProviderKind::Authz => c"authz", // AUTHZ_PROVIDER_GROUP
+    }
+}
+
+const PROVIDER_VERSION: &CStr = c"0"; // AUTHN_PROVIDER_VERSION, AUTHZ_PROVIDER_VERSION
+const AUTHN_NOTE: &CStr = c"authn_provider_name"; // AUTHN_PROVIDER_NAME_NOTE
+const AUTHZ_NOTE: &CStr = c"authz_provider_name"; // AUTHZ_PROVIDER_NAME_NOTE
+
+static AUTHN_PROVIDER: sys::authn_provider = sys::authn_provider {
+    check_password: Some(check_password),
+    get_realm_hash: Some(get_realm_hash),
+};
+
+static AUTHZ_PROVIDER: sys::authz_provider = sys::authz_provider {
+    check_authorization: Some(check_authorization),
+    parse_require_line: Some(parse_require_line),
+};
+
+/// Registers `spec` with Apache (ap_register_auth_provider) for the life of `pool`.
+///
+/// # Safety
+/// `pool` must be the configuration pool (cmd->pool of a server-config directive).
+pub unsafe fn register(pool: *mut sys::apr_pool_t, spec: ProviderSpec) -> Result<(), String> {
+    let kind = spec.kind;
+    let name_c = std::ffi::CString::new(spec.name.as_str()).map_err(|e| e.to_string())?;
+    let mut guard = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+    let reg = guard.get_or_insert_with(Registry::default);
+    let map = match kind {
+        ProviderKind::Authn => &mut reg.authn,
+        ProviderKind::Authz => &mut reg.authz,
+    };
+    if let Some(old) = map.get(&spec.name) {
+        return Err(format!(
+            "'{}' is already registered (as {}); provider names are global",
+            spec.name, old.handler
+        ));
+    }
+    // SAFETY: a lookup in Apache's provider hash.
+    let existing = unsafe {
+        sys::ap_lookup_provider(
+            group(kind).as_ptr(),
+            name_c.as_ptr(),
+            PROVIDER_VERSION.as_ptr(),
+        )
+    };
+    if !existing.is_null() {
+        return Err(format!(
+            "Apache already has an {} provider named '{}'",
+            group(kind).to_string_lossy(),
+            spec.name
+        ));
+    }
+    if !reg.cleanup_registered {
+        // SAFETY: per this function's contract; runs before the module is unloaded (cleanups
+        // run in reverse order and LoadModule registered its unload earlier).
+        unsafe {
+            register_cleanup(
+                pool,
+                Box::new(|| {
+                    *REGISTRY.write().unwrap_or_else(|e| e.into_inner()) = None;
+                }),
+            )
+        };
+        reg.cleanup_registered = true;
+    }
+    let provider: *const c_void = match kind {
+        ProviderKind::Authn => &AUTHN_PROVIDER as *const sys::authn_provider as *const c_void,
+        ProviderKind::Authz => &AUTHZ_PROVIDER as *const sys::authz_provider as *const c_void,
+    };
+    // SAFETY: the name is copied into the pool Apache's hash lives in; the provider structs
+    // are statics of this module, which stays loaded as long as the pool.
+    let rv = unsafe {
+        sys::ap_register_auth_provider(
+            pool,
+            group(kind).as_ptr(),
+            pstrdup(pool, spec.name.as_bytes()),
+            PROVIDER_VERSION.as_ptr(),
+            provider,
+            sys::AP_AUTH_INTERNAL_PER_URI as i32,
+        )
+    };
+    if rv != sys::APR_SUCCESS as i32 {
+        return Err(format!(
+            "ap_register_auth_provider failed: {}",
+            log::strerror(rv)
+        ));
+    }
+    map.insert(spec.name.clone(), Arc::new(spec));
+    Ok(())
+}
+
+/// Runs a provider callback: panics become `error` (never unwinding into Apache), an
+/// unknown name or a missing backend fail closed with `error` too.
+fn guarded(r: *mut sys::request_rec, error: i32, f: impl FnOnce() -> i32) -> u32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(rc) => rc as u32,
+        Err(_) => {
+            log::rerror(
+                r,
+                log::APLOG_CRIT,
+                0,
+                "mod_py: internal error (panic) in an auth provider",
+            );
+            error as u32
+        }
+    }
+}
+
+/// The provider of `kind` Apache is calling, from the name in r->notes.
+fn target(
+    r: *mut sys::request_rec,
+    kind: ProviderKind,
+    name: Option<&[u8]>,
+) -> Option<(Arc<ProviderSpec>, &'static AuthBackend)> {
+    let name = String::from_utf8_lossy(name.unwrap_or_default()).into_owned();
+    let directive = match kind {
+        ProviderKind::Authn => "PythonAuthnProvider",
+        ProviderKind::Authz => "PythonAuthzProvider",
+    };
+    let Some(spec) = lookup(kind, &name) else {
+        let alias = match kind {
+            ProviderKind::Authn => "AuthnProviderAlias",
+            ProviderKind::Authz => "AuthzProviderAlias",
+        };
+        log::rerror(
+            r,
+            log::APLOG_ERR,
+            0,
+            &format!(
+                "mod_py: no {directive} named '{name}' is known in this process \
+                 ({alias} over a mod_py provider is not supported)"
+            ),
+        );
+        return None;
+    };
+    let Some(backend) = BACKEND.get() else {
+        log::rerror(r, log::APLOG_ERR, 0, "mod_py: Python is not available");
+        return None;
+    };
+    Some((spec, backend))
+}
+
+/// # Safety
+/// `r` must be live.
+unsafe fn note(r: *mut sys::request_rec, key: &CStr) -> Option<Vec<u8>> {
+    // SAFETY: r->notes lives in the request pool; the value is copied at once.
+    unsafe { cstr(sys::apr_table_get((*r).notes, key.as_ptr())) }.map(<[u8]>::to_vec)
+}
+
+unsafe extern "C" fn check_password(
+    r: *mut sys::request_rec,
+    user: *const c_char,
+    password: *const c_char,
+) -> sys::authn_status {
+    guarded(r, AUTH_GENERAL_ERROR, || {
+        // SAFETY: Apache calls us with the live request and NUL-terminated strings.
+        let (name, user, password) = unsafe {
+            (
+                note(r, AUTHN_NOTE),
+                cstr(user).unwrap_or_default(),
+                cstr(password).unwrap_or_default(),
+            )
+        };
+        let Some((spec, backend)) = target(r, ProviderKind::Authn, name.as_deref()) else {
+            return AUTH_GENERAL_ERROR;
+        };
+        // SAFETY: Apache calls the provider with the live request being checked.
+        let req = unsafe { HookRequest::new(r) }.request();
+        match (backend.check_password)(&req, &spec, user, password) {
+            rc @ (AUTH_DENIED | AUTH_GRANTED | AUTH_USER_NOT_FOUND | AUTH_GENERAL_ERROR) => rc,
+            _ => AUTH_GENERAL_ERROR,
+        }
+    })
+}
+
+unsafe extern "C" fn get_realm_hash(
+    r: *mut sys::request_rec,
+    user: *const c_char,
+    realm: *const c_char,
+    rethash: *mut *mut c_char,
+) -> sys::authn_status {
+    guarded(r, AUTH_GENERAL_ERROR, || {
+        // SAFETY: as in check_password.
+        let (name, user, realm) = unsafe {
+            (
+                note(r, AUTHN_NOTE),
+                cstr(user).unwrap_or_default(),
+                cstr(realm).unwrap_or_default(),
+            )
+        };
+        let Some((spec, backend)) = target(r, ProviderKind::Authn, name.as_deref()) else {
+            return AUTH_GENERAL_ERROR;
+        };
+        // SAFETY: Apache calls the provider with the live request being checked.
+        let req = unsafe { HookRequest::new(r) }.request();
+        match (backend.get_realm_hash)(&req, &spec, user, realm) {
+            Ok(hash) => {
+                // SAFETY: the hash is copied into the request pool, where mod_auth_digest
+                // expects it.
+                unsafe { *rethash = pstrdup((*r).pool, &hash) };
+                AUTH_USER_FOUND
+            }
+            Err(rc @ (AUTH_DENIED | AUTH_USER_NOT_FOUND | AUTH_GENERAL_ERROR)) => rc,
+            Err(_) => AUTH_GENERAL_ERROR,
+        }
+    })
+}
+
+/// What parse_require_line keeps for a `Require NAME args` line: the provider's name, so the
+/// right function is called even when mod_authz_core's note names an alias.
+struct AuthzParsed {
+    name: String,
+}
+
+/// The provider a `Require [not] NAME args` line (or `<AuthzProviderAlias NAME alias args>`)
+/// names: its first word, after a leading "not".
+fn provider_word(args: &str) -> Option<&str> {
+    let mut words = args.split_whitespace();
+    let first = words.next()?;
+    if first.eq_ignore_ascii_case("not") {
+        words.next()
+    } else {
+        Some(first)
+    }
+    .map(|w| w.trim_end_matches('>'))
+}
+
+unsafe extern "C" fn parse_require_line(
+    cmd: *mut sys::cmd_parms,
+    _require_line: *const c_char,
+    parsed: *mut *const c_void,
+) -> *const c_char {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: Apache passes the cmd_parms of the Require (or AuthzProviderAlias)
+        // directive being parsed, whose arguments name the provider. (The name
+        // mod_authz_core leaves as temp-pool userdata is not used: an alias section parses
+        // without setting it, so it may still hold an earlier line's provider.)
+        unsafe {
+            let args = if (*cmd).directive.is_null() {
+                String::new()
+            } else {
+                String::from_utf8_lossy(cstr((*(*cmd).directive).args).unwrap_or_default())
+                    .into_owned()
+            };
+            let name = provider_word(&args).unwrap_or_default().to_string();
+            if lookup(ProviderKind::Authz, &name).is_none() {
+                return Err(format!(
+                    "mod_py: cannot tell which PythonAuthzProvider '{args}' is for"
+                ));
+            }
+            *parsed = pool_box((*cmd).pool, AuthzParsed { name }) as *const c_void;
+            Ok(())
+        }
+    }));
+    let err = match result {
+        Ok(Ok(())) => return std::ptr::null(),
+        Ok(Err(e)) => e,
+        Err(_) => "mod_py: internal error parsing a Require line".to_string(),
+    };
+    // SAFETY: the message lives in the configuration pool, as Apache expects.
+    unsafe { pstrdup((*cmd).pool, err.as_bytes()) }
+}
+
+unsafe extern "C" fn check_authorization(
+    r: *mut sys::request_rec,
+    require_line: *const c_char,
+    parsed: *const c_void,
+) -> sys::authz_status {
+    guarded(r, AUTHZ_GENERAL_ERROR, || {
+        // SAFETY: `parsed` is NULL or the AuthzParsed parse_require_line made (in a pool
+        // that lives as long as the configuration); the rest as in check_password.
+        let (name, args) = unsafe {
+            let name = match (parsed as *const AuthzParsed).as_ref() {
+                Some(p) if !p.name.is_empty() => Some(p.name.as_bytes().to_vec()),
+                _ => note(r, AUTHZ_NOTE),
+            };
+            (name, cstr(require_line).unwrap_or_default())
+        };
+        let Some((spec, backend)) = target(r, ProviderKind::Authz, name.as_deref()) else {
+            return AUTHZ_GENERAL_ERROR;
+        };
+        // SAFETY: Apache calls the provider with the live request being checked.
+        let req = unsafe { HookRequest::new(r) }.request();
+        match (backend.check_authorization)(&req, &spec, args) {
+            rc @ (AUTHZ_DENIED | AUTHZ_GRANTED | AUTHZ_NEUTRAL | AUTHZ_GENERAL_ERROR
+            | AUTHZ_DENIED_NO_USER) => rc,
+            _ => AUTHZ_GENERAL_ERROR,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn provider_word() {
+        use super::provider_word as w;
+        assert_eq!(w("pygroup admins staff"), Some("pygroup"));
+        assert_eq!(w("not pygroup admins"), Some("pygroup"));
+        assert_eq!(w("NOT  pygroup"), Some("pygroup"));
+        assert_eq!(w("pygroup alias admins>"), Some("pygroup"));
+        assert_eq!(w("pygroup>"), Some("pygroup"));
+        assert_eq!(w(""), None);
+        assert_eq!(w("not"), None);
+    }
+}
