@@ -155,6 +155,31 @@ PROXYREQ_PROXY: int
 PROXYREQ_REVERSE: int
 PROXYREQ_RESPONSE: int
 
+# ---- ap_mpm_query() codes and answers (ap_mpm.h), see mpm_query() ----
+AP_MPMQ_CAN_WAITIO: int
+AP_MPMQ_DYNAMIC: int
+AP_MPMQ_GENERATION: int
+AP_MPMQ_HARD_LIMIT_DAEMONS: int
+AP_MPMQ_HARD_LIMIT_THREADS: int
+AP_MPMQ_HAS_SERF: int
+AP_MPMQ_IS_ASYNC: int
+AP_MPMQ_IS_FORKED: int
+AP_MPMQ_IS_THREADED: int
+AP_MPMQ_MAX_DAEMONS: int
+AP_MPMQ_MAX_DAEMON_USED: int
+AP_MPMQ_MAX_REQUESTS_DAEMON: int
+AP_MPMQ_MAX_SPARE_DAEMONS: int
+AP_MPMQ_MAX_SPARE_THREADS: int
+AP_MPMQ_MAX_THREADS: int
+AP_MPMQ_MIN_SPARE_DAEMONS: int
+AP_MPMQ_MIN_SPARE_THREADS: int
+AP_MPMQ_MPM_STATE: int
+AP_MPMQ_NOT_SUPPORTED: int
+AP_MPMQ_RUNNING: int
+AP_MPMQ_STARTING: int
+AP_MPMQ_STATIC: int
+AP_MPMQ_STOPPING: int
+
 # ---- defined in modpy/apache.py ----
 REMOTE_HOST: int
 REMOTE_NAME: int
@@ -167,8 +192,9 @@ class SERVER_RETURN(Exception):
 
 def log_error(message: str, level: int = ..., server: Server | None = None) -> None: ...
 def main_server() -> Server | None: ...
-def mpm_query(what: str) -> bool:
-    """Only "is_threaded" is answered; any other value raises ValueError."""
+def mpm_query(code: int | str) -> int:
+    """ap_mpm_query(code) with an AP_MPMQ_* constant ("is_threaded" means AP_MPMQ_IS_THREADED).
+    ValueError if the MPM does not answer, TypeError for another type."""
 
 @final
 class Table:
