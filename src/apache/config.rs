@@ -296,6 +296,8 @@ pub unsafe extern "C" fn modpy_cmd_wsgi(
     let args = args.trim();
     let sc =
         unsafe { &mut *(get_module_config((*(*cmd).server).module_config) as *mut ServerConfig) };
+    // SAFETY: cmd->server is the server being configured.
+    let server_is_virtual = unsafe { (*(*cmd).server).is_virtual != 0 };
     let dc = if mconfig.is_null() {
         None
     } else {
@@ -336,6 +338,12 @@ pub unsafe extern "C" fn modpy_cmd_wsgi(
         match id {
             sys::modpy_wsgi_cmd_id_MODPY_WSGI_IMPORT_SCRIPT => {
                 sc.wsgi.import_scripts.push(w::parse_import_script(args)?)
+            }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_PYTHON_PATH
+            | sys::modpy_wsgi_cmd_id_MODPY_WSGI_PYTHON_HOME
+                if server_is_virtual =>
+            {
+                return Err("cannot occur within <VirtualHost> section (it sets up Python for the whole process)".into());
             }
             sys::modpy_wsgi_cmd_id_MODPY_WSGI_PYTHON_PATH => {
                 sc.wsgi.python_path = one("directory[:directory...]")?
@@ -388,7 +396,11 @@ pub unsafe extern "C" fn modpy_cmd_wsgi(
                         d.error_override = Some(flag()?)
                     }
                     sys::modpy_wsgi_cmd_id_MODPY_WSGI_TRUSTED_PROXIES => {
-                        d.trusted_proxies = Some(words()?)
+                        let v = words()?;
+                        for p in &v {
+                            crate::wsgi::proxy::Subnet::parse(p)?;
+                        }
+                        d.trusted_proxies = Some(v)
                     }
                     sys::modpy_wsgi_cmd_id_MODPY_WSGI_TRUSTED_PROXY_HEADERS => {
                         d.trusted_proxy_headers = Some(words()?)

@@ -43,7 +43,8 @@ pub fn initialize(home: Option<&str>, executable: &str) -> Result<(), String> {
                     .into_owned()
             };
             return Err(format!(
-                "Python failed to start (home {home:?}, executable {executable}): {msg}"
+                "Python failed to start (home {}, executable {executable}): {msg}",
+                home.unwrap_or("from the executable's pyvenv.cfg")
             ));
         }
         // This thread's state stays (see prime_thread); only the GIL is released.

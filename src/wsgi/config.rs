@@ -212,6 +212,11 @@ pub fn parse_import_script(args: &str) -> Result<ScriptAlias, String> {
         ..Default::default()
     };
     parse_options(&words[1..], &mut alias)?;
+    if alias.callable_object.is_some() || alias.pass_authorization.is_some() {
+        return Err(
+            "WSGIImportScript takes only the process-group= and application-group= options".into(),
+        );
+    }
     Ok(alias)
 }
 

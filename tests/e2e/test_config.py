@@ -135,6 +135,12 @@ def test_autoreload(apache: Callable[..., Apache], mpm: str) -> None:
         ("<Location /x>\nPythonImport mod\n</Location>", "PythonImport not allowed in <Location> context"),
         ("PythonPath", "PythonPath: expected a Python expression"),
         ('PythonPath ""', "PythonPath: expected a Python expression"),
+        ("WSGITrustedProxies 10.0.0.1 nonsense", "WSGITrustedProxies: \"nonsense\" is not an IP address or network"),
+        ("<VirtualHost *:80>\nWSGIPythonHome /usr\n</VirtualHost>", "WSGIPythonHome: cannot occur within <VirtualHost> section"),
+        ("WSGIImportScript /x.wsgi callable-object=app", "WSGIImportScript takes only the process-group= and application-group= options"),
+        ("WSGIScriptAlias /x", "WSGIScriptAlias: expected URL-path, file-path"),
+        ("WSGIScriptAliasMatch ^/(x /y.wsgi", "is not a valid regular expression"),
+        ("WSGIScriptReloading maybe", "WSGIScriptReloading: \"maybe\" must be On or Off"),
     ],
 )
 def test_bad_directives_fail_configtest(apache: Callable[..., Apache], body: str, needle: str) -> None:
