@@ -30,6 +30,8 @@ pub static mut py_module: sys::module = sys::module {
 
 unsafe extern "C" fn register_hooks(pool: *mut sys::apr_pool_t) {
     crate::register_hooks(pool);
+    // SAFETY: `pool` is the configuration pool Apache passes to register_hooks.
+    unsafe { super::provider::register_wsgi_providers(pool) };
 }
 
 pub fn module_ptr() -> *const sys::module {

@@ -7,12 +7,19 @@
 //! (AUTHN_PROVIDER_NAME_NOTE) and, for authz, from the parsed `Require` line. The names and
 //! their Python functions are kept in a registry that lives as long as the configuration pool
 //! (cleared by a cleanup on it, as Apache's own provider hash is), inherited by the children.
+//!
+//! mod_wsgi's `wsgi` (authn) and `wsgi-group` (authz) providers are registered the same way,
+//! from register_hooks (as mod_wsgi does, so `AuthBasicProvider wsgi` is known whenever mod_py
+//! is loaded), each with its own C provider struct: they need no name from r->notes, so
+//! `AuthnProviderAlias wsgi NAME` / `AuthzProviderAlias wsgi-group ...` work as with mod_wsgi.
 
 use super::hooks::HookRequest;
 use super::log;
 use super::pool::{cstr, pool_box, pstrdup, register_cleanup};
 use super::request::Request;
-use crate::auth::{ProviderKind, ProviderSpec};
+use super::request::StrField;
+use super::table::Table;
+use crate::auth::{ProviderKind, ProviderSource, ProviderSpec};
 use crate::sys;
 use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
@@ -89,6 +96,37 @@ static AUTHZ_PROVIDER: sys::authz_provider = sys::authz_provider {
     parse_require_line: Some(parse_require_line),
 };
 
+static WSGI_AUTHN_PROVIDER: sys::authn_provider = sys::authn_provider {
+    check_password: Some(wsgi_check_password),
+    get_realm_hash: Some(wsgi_get_realm_hash),
+};
+
+/// No parse_require_line (as mod_wsgi): the groups are read from the line at request time.
+static WSGI_AUTHZ_PROVIDER: sys::authz_provider = sys::authz_provider {
+    check_authorization: Some(wsgi_check_authorization),
+    parse_require_line: None,
+};
+
+/// Registers mod_wsgi's `wsgi` and `wsgi-group` providers. Called from register_hooks, so they
+/// exist before any `AuthBasicProvider` / `Require` line is read. If another module (mod_wsgi
+/// itself) already has these names, its providers are left in place, with a warning.
+///
+/// # Safety
+/// `pool` must be the pool register_hooks was given (the configuration pool).
+pub unsafe fn register_wsgi_providers(pool: *mut sys::apr_pool_t) {
+    for kind in [ProviderKind::Authn, ProviderKind::Authz] {
+        // SAFETY: per this function's contract.
+        if let Err(e) = unsafe { register(pool, ProviderSpec::wsgi(kind)) } {
+            log::error(
+                std::ptr::null(),
+                log::APLOG_WARNING,
+                0,
+                &format!("mod_py: mod_wsgi's auth provider not registered: {e}"),
+            );
+        }
+    }
+}
+
 /// Registers `spec` with Apache (ap_register_auth_provider) for the life of `pool`.
 ///
 /// # Safety
@@ -105,7 +143,8 @@ pub unsafe fn register(pool: *mut sys::apr_pool_t, spec: ProviderSpec) -> Result
     if let Some(old) = map.get(&spec.name) {
         return Err(format!(
             "'{}' is already registered (as {}); provider names are global",
-            spec.name, old.handler
+            spec.name,
+            old.describe()
         ));
     }
     // SAFETY: a lookup in Apache's provider hash.
@@ -136,9 +175,17 @@ pub unsafe fn register(pool: *mut sys::apr_pool_t, spec: ProviderSpec) -> Result
         };
         reg.cleanup_registered = true;
     }
+    let authn = match spec.source {
+        ProviderSource::Python => &AUTHN_PROVIDER,
+        ProviderSource::WsgiScript => &WSGI_AUTHN_PROVIDER,
+    };
+    let authz = match spec.source {
+        ProviderSource::Python => &AUTHZ_PROVIDER,
+        ProviderSource::WsgiScript => &WSGI_AUTHZ_PROVIDER,
+    };
     let provider: *const c_void = match kind {
-        ProviderKind::Authn => &AUTHN_PROVIDER as *const sys::authn_provider as *const c_void,
-        ProviderKind::Authz => &AUTHZ_PROVIDER as *const sys::authz_provider as *const c_void,
+        ProviderKind::Authn => authn as *const sys::authn_provider as *const c_void,
+        ProviderKind::Authz => authz as *const sys::authz_provider as *const c_void,
     };
     // SAFETY: the name is copied into the pool Apache's hash lives in; the provider structs
     // are statics of this module, which stays loaded as long as the pool.
@@ -191,6 +238,15 @@ fn target(
         ProviderKind::Authz => "PythonAuthzProvider",
     };
     let Some(spec) = lookup(kind, &name) else {
+        if BUILTIN_NAMES.contains(&name.as_str()) {
+            log::rerror(
+                r,
+                log::APLOG_ERR,
+                0,
+                &format!("mod_py: the '{name}' auth provider is not registered in this process"),
+            );
+            return None;
+        }
         let alias = match kind {
             ProviderKind::Authn => "AuthnProviderAlias",
             ProviderKind::Authz => "AuthzProviderAlias",
@@ -220,16 +276,56 @@ unsafe fn note(r: *mut sys::request_rec, key: &CStr) -> Option<Vec<u8>> {
     unsafe { cstr(sys::apr_table_get((*r).notes, key.as_ptr())) }.map(<[u8]>::to_vec)
 }
 
+/// The names of the providers with their own C struct (called whatever r->notes says).
+const BUILTIN_NAMES: [&str; 2] = [crate::auth::WSGI_AUTHN_NAME, crate::auth::WSGI_AUTHZ_NAME];
+
+/// The provider name a callback serves: `fixed` for the built-in ones, else the note.
+///
+/// # Safety
+/// `r` must be live.
+unsafe fn provider_name(
+    r: *mut sys::request_rec,
+    key: &CStr,
+    fixed: Option<&'static str>,
+) -> Option<Vec<u8>> {
+    match fixed {
+        Some(n) => Some(n.as_bytes().to_vec()),
+        // SAFETY: per this function's contract.
+        None => unsafe { note(r, key) },
+    }
+}
+
 unsafe extern "C" fn check_password(
     r: *mut sys::request_rec,
     user: *const c_char,
     password: *const c_char,
 ) -> sys::authn_status {
+    // SAFETY: Apache's arguments, passed on.
+    unsafe { check_password_of(r, user, password, None) }
+}
+
+unsafe extern "C" fn wsgi_check_password(
+    r: *mut sys::request_rec,
+    user: *const c_char,
+    password: *const c_char,
+) -> sys::authn_status {
+    // SAFETY: Apache's arguments, passed on.
+    unsafe { check_password_of(r, user, password, Some(crate::auth::WSGI_AUTHN_NAME)) }
+}
+
+/// # Safety
+/// Apache's arguments to check_password: the live request, NUL-terminated strings.
+unsafe fn check_password_of(
+    r: *mut sys::request_rec,
+    user: *const c_char,
+    password: *const c_char,
+    fixed: Option<&'static str>,
+) -> sys::authn_status {
     guarded(r, AUTH_GENERAL_ERROR, || {
         // SAFETY: Apache calls us with the live request and NUL-terminated strings.
         let (name, user, password) = unsafe {
             (
-                note(r, AUTHN_NOTE),
+                provider_name(r, AUTHN_NOTE, fixed),
                 cstr(user).unwrap_or_default(),
                 cstr(password).unwrap_or_default(),
             )
@@ -252,11 +348,35 @@ unsafe extern "C" fn get_realm_hash(
     realm: *const c_char,
     rethash: *mut *mut c_char,
 ) -> sys::authn_status {
+    // SAFETY: Apache's arguments, passed on.
+    unsafe { get_realm_hash_of(r, user, realm, rethash, None) }
+}
+
+unsafe extern "C" fn wsgi_get_realm_hash(
+    r: *mut sys::request_rec,
+    user: *const c_char,
+    realm: *const c_char,
+    rethash: *mut *mut c_char,
+) -> sys::authn_status {
+    // SAFETY: Apache's arguments, passed on.
+    unsafe { get_realm_hash_of(r, user, realm, rethash, Some(crate::auth::WSGI_AUTHN_NAME)) }
+}
+
+/// # Safety
+/// Apache's arguments to get_realm_hash: the live request, NUL-terminated strings, and where
+/// the hash goes.
+unsafe fn get_realm_hash_of(
+    r: *mut sys::request_rec,
+    user: *const c_char,
+    realm: *const c_char,
+    rethash: *mut *mut c_char,
+    fixed: Option<&'static str>,
+) -> sys::authn_status {
     guarded(r, AUTH_GENERAL_ERROR, || {
         // SAFETY: as in check_password.
         let (name, user, realm) = unsafe {
             (
-                note(r, AUTHN_NOTE),
+                provider_name(r, AUTHN_NOTE, fixed),
                 cstr(user).unwrap_or_default(),
                 cstr(realm).unwrap_or_default(),
             )
@@ -339,13 +459,42 @@ unsafe extern "C" fn check_authorization(
     require_line: *const c_char,
     parsed: *const c_void,
 ) -> sys::authz_status {
+    // SAFETY: Apache's arguments, passed on.
+    unsafe { check_authorization_of(r, require_line, parsed, None) }
+}
+
+unsafe extern "C" fn wsgi_check_authorization(
+    r: *mut sys::request_rec,
+    require_line: *const c_char,
+    _parsed: *const c_void,
+) -> sys::authz_status {
+    // SAFETY: Apache's arguments, passed on (this provider has no parse_require_line, so
+    // nothing was parsed).
+    unsafe {
+        check_authorization_of(
+            r,
+            require_line,
+            std::ptr::null(),
+            Some(crate::auth::WSGI_AUTHZ_NAME),
+        )
+    }
+}
+
+/// # Safety
+/// Apache's arguments to check_authorization; `parsed` NULL or made by parse_require_line.
+unsafe fn check_authorization_of(
+    r: *mut sys::request_rec,
+    require_line: *const c_char,
+    parsed: *const c_void,
+    fixed: Option<&'static str>,
+) -> sys::authz_status {
     guarded(r, AUTHZ_GENERAL_ERROR, || {
         // SAFETY: `parsed` is NULL or the AuthzParsed parse_require_line made (in a pool
         // that lives as long as the configuration); the rest as in check_password.
         let (name, args) = unsafe {
             let name = match (parsed as *const AuthzParsed).as_ref() {
                 Some(p) if !p.name.is_empty() => Some(p.name.as_bytes().to_vec()),
-                _ => note(r, AUTHZ_NOTE),
+                _ => provider_name(r, AUTHZ_NOTE, fixed),
             };
             (name, cstr(require_line).unwrap_or_default())
         };
@@ -360,6 +509,66 @@ unsafe extern "C" fn check_authorization(
             _ => AUTHZ_GENERAL_ERROR,
         }
     })
+}
+
+/// The CGI variables mod_wsgi's auth scripts see, in a new table of the request's pool:
+/// ap_add_common_vars (HTTP headers, SERVER_*, REMOTE_*, DOCUMENT_ROOT, REMOTE_USER and
+/// AUTH_TYPE once Apache has them...) and what ap_add_cgi_vars adds, except PATH_TRANSLATED
+/// (its subrequest would run the auth hooks again from inside one). r->subprocess_env is left
+/// as it was, so the request's environment variables (SetEnvIf, RewriteRule [E=], ...) are
+/// not passed, as mod_wsgi documents; nor are the Authorization headers, even with
+/// CGIPassAuth On.
+pub fn auth_cgi_vars(req: &Request) -> Result<Table, super::Gone> {
+    let r = req.get()?;
+    let raw = r.raw();
+    // SAFETY: r is alive (RequestRef) and worked on by this thread only. ap_add_common_vars
+    // writes into r->subprocess_env: a fresh table of the request pool stands in for it
+    // during the call and the request's own table is put back at once (no Rust code that
+    // could panic runs in between). The fresh table lives as long as the request pool, which
+    // the request's liveness flag tracks.
+    let fresh = unsafe {
+        let saved = (*raw).subprocess_env;
+        let fresh = sys::apr_table_make((*raw).pool, 32);
+        (*raw).subprocess_env = fresh;
+        sys::ap_add_common_vars(raw);
+        (*raw).subprocess_env = saved;
+        Table::from_raw(fresh, req.liveness().clone())
+    };
+    let uri = r.str_field(StrField::Uri).unwrap_or_default();
+    let path_info = r.str_field(StrField::PathInfo).unwrap_or_default();
+    let vars: [(&[u8], &[u8]); 5] = [
+        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+        (
+            b"SERVER_PROTOCOL",
+            r.str_field(StrField::Protocol).unwrap_or_default(),
+        ),
+        (
+            b"REQUEST_METHOD",
+            r.str_field(StrField::Method).unwrap_or_default(),
+        ),
+        (
+            b"QUERY_STRING",
+            r.str_field(StrField::Args).unwrap_or_default(),
+        ),
+        (
+            b"REQUEST_URI",
+            crate::auth::original_uri(r.str_field(StrField::TheRequest)),
+        ),
+    ];
+    for (k, v) in vars {
+        let _ = fresh.set(k, v);
+    }
+    if path_info.is_empty() {
+        let _ = fresh.set(b"SCRIPT_NAME", uri);
+    } else {
+        let n = crate::auth::find_path_info(uri, path_info);
+        let _ = fresh.set(b"SCRIPT_NAME", &uri[..n]);
+        let _ = fresh.set(b"PATH_INFO", path_info);
+    }
+    for k in [&b"HTTP_AUTHORIZATION"[..], b"HTTP_PROXY_AUTHORIZATION"] {
+        let _ = fresh.unset(k);
+    }
+    Ok(fresh)
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub fn register_hooks() {
     hooks::hook_request_phase::<Trans>(Hook::TranslateName, Order::First);
     hooks::hook_request_phase::<HeaderParser>(Hook::HeaderParser, Order::Middle);
     hooks::hook_request_phase::<Access>(Hook::AccessChecker, Order::Middle);
+    // WSGIAccessScript: mod_wsgi's access_checker (APR_HOOK_MIDDLE too).
+    hooks::hook_request_phase::<WsgiAccess>(Hook::AccessChecker, Order::Middle);
     // Before mod_auth_basic / mod_auth_digest: a configured PythonAuthenHandler decides first
     // (DECLINED passes on to them).
     hooks::hook_request_phase::<Authen>(Hook::CheckUserId, Order::First);
@@ -108,6 +110,18 @@ struct Access;
 impl RequestHook for Access {
     fn run(hr: &HookRequest) -> i32 {
         run(hr, Phase::Access)
+    }
+}
+
+struct WsgiAccess;
+
+impl RequestHook for WsgiAccess {
+    /// DECLINED unless a WSGIAccessScript is in effect; then its allow_access() decides.
+    fn run(hr: &HookRequest) -> i32 {
+        if hr.dir_config().wsgi.access_script.is_none() {
+            return DECLINED;
+        }
+        super::auth::wsgi_allow_access(&hr.request())
     }
 }
 

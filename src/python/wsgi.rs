@@ -93,7 +93,60 @@ fn build_environ<'py>(
     let r = req.get().map_err(gone)?;
     r.add_cgi_vars();
     r.add_common_vars();
-    let env = r.table(TableField::SubprocessEnv);
+    environ_from(
+        py,
+        &r,
+        r.table(TableField::SubprocessEnv),
+        Some(pyreq),
+        info,
+    )
+}
+
+/// The environ of mod_wsgi's WSGIAccessScript / WSGIAuthUserScript / WSGIAuthGroupScript
+/// functions: what build_environ makes of the request's CGI variables and HTTP headers
+/// (REMOTE_USER and AUTH_TYPE included once Apache has them, the mod_wsgi.* keys,
+/// wsgi.errors...), but, as mod_wsgi's, without the request's environment variables
+/// (SetEnvIf, RewriteRule [E=]...), the Authorization headers or PATH_TRANSLATED (see
+/// apache::provider::auth_cgi_vars), and without wsgi.input / wsgi.file_wrapper (the body
+/// belongs to the handler).
+pub(crate) fn auth_environ<'py>(
+    py: Python<'py>,
+    req: &apache::Request,
+    script: &str,
+    function: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = apache::provider::auth_cgi_vars(req).map_err(gone)?;
+    let r = req.get().map_err(gone)?;
+    let dconf = &r.per_dir_config().wsgi;
+    let info = AppInfo {
+        script,
+        handler_script: "",
+        callable: function,
+        // The global application group: mod_wsgi's default for these scripts.
+        application_group: "",
+        pass_authorization: false,
+        script_reloading: dconf.script_reloading(),
+        base_uri: None,
+        proxy_headers: dconf.trusted_proxy_headers.as_deref().unwrap_or(&[]),
+        proxies: dconf.trusted_proxies.as_deref(),
+    };
+    let d = environ_from(py, &r, env, None, &info)?;
+    // An int here, as in mod_wsgi's auth environ (the application's has the string).
+    d.set_item(
+        "mod_wsgi.script_reloading",
+        i32::from(info.script_reloading),
+    )?;
+    Ok(d)
+}
+
+/// The environ from `env` (CGI variables): build_environ's work once the table is filled.
+fn environ_from<'py>(
+    py: Python<'py>,
+    r: &apache::request::RequestRef<'_>,
+    env: apache::Table,
+    pyreq: Option<&Py<Request>>,
+    info: &AppInfo<'_>,
+) -> PyResult<Bound<'py, PyDict>> {
     if info.pass_authorization {
         if let Some(auth) = r
             .table(TableField::HeadersIn)
@@ -182,16 +235,18 @@ fn build_environ<'py>(
     d.set_item("apache.version", SERVER_VERSION)?;
     d.set_item("wsgi.version", (1, 0))?;
     d.set_item("wsgi.url_scheme", if https { "https" } else { "http" })?;
-    d.set_item(
-        "wsgi.input",
-        Py::new(
-            py,
-            Input {
-                req: pyreq.clone_ref(py),
-            },
-        )?,
-    )?;
-    d.set_item("wsgi.input_terminated", true)?;
+    if let Some(pyreq) = pyreq {
+        d.set_item(
+            "wsgi.input",
+            Py::new(
+                py,
+                Input {
+                    req: pyreq.clone_ref(py),
+                },
+            )?,
+        )?;
+        d.set_item("wsgi.input_terminated", true)?;
+    }
     d.set_item("wsgi.errors", wsgi_errors(py)?)?;
     d.set_item(
         "wsgi.multithread",
@@ -199,7 +254,9 @@ fn build_environ<'py>(
     )?;
     d.set_item("wsgi.multiprocess", true)?;
     d.set_item("wsgi.run_once", false)?;
-    d.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    if pyreq.is_some() {
+        d.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    }
     Ok(d)
 }
 
@@ -784,7 +841,7 @@ fn report(py: Python<'_>, req: &apache::Request, info: &AppInfo<'_>, failure: Fa
 /// (script path) -> (module, mtime) of loaded WSGI scripts.
 static SCRIPTS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 
-fn load_script<'py>(
+pub(crate) fn load_script<'py>(
     py: Python<'py>,
     path: &str,
     reloading: bool,
