@@ -73,7 +73,7 @@ fn main() {
         .allowlist_function("ap_(get_remote_logname|state_query|exists_config_define|server_root_relative).*")
         .allowlist_function("apr_(table_|pool_cleanup_|pool_userdata_|pstrdup|pstrndup|palloc|pcalloc|pool_create|pool_destroy).*")
         .allowlist_function("apr_(brigade_|bucket_|file_open|file_close|file_info_get|stat|strerror|time_now|dynamic_fn_retrieve).*")
-        .allowlist_function("modpy_.*|ap_bucket_error_create|ap_no2slash|ap_add_version_component|ap_pregcomp|ap_regexec|ap_pregsub|ap_regfree")
+        .allowlist_function("modpy_.*|ap_bucket_error_create|ap_no2slash|ap_add_version_component|ap_pregcomp|ap_regexec|ap_pregsub|ap_regfree|ap_allow_options")
         .allowlist_type("ap_regex_t|ap_regmatch_t")
         // ---- request phases, auth providers, subrequests (issue 4) ----
         .allowlist_type("modpy_phase_cmd_id")
@@ -84,7 +84,7 @@ fn main() {
         .allowlist_function("modpy_.*")
         .allowlist_var("modpy_.*|APR_EGENERAL")
         .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|AP_MPMQ_.*|RSRC_CONF|ACCESS_CONF|OR_.*")
-        .allowlist_var("AP_MAX_REG_MATCH|AP_SERVER_.*_NUMBER|PROXYREQ_.*|APR_SUCCESS|APR_EOF|APR_HOOK_.*|REQUEST_.*|AP_REQ_.*|AP_CONDITIONAL_.*|APR_FINFO_.*|APR_READ|APR_FOPEN_.*|APR_OS_DEFAULT|AP_FILTER_.*|AP_MODE_.*|APR_BLOCK_READ|APR_NONBLOCK_READ|APR_INCOMPLETE|APR_TIMEUP|APR_ENOTIMPL|AP_AUTH.*|AUTHZ_.*|AUTH_.*")
+        .allowlist_var("OPT_EXECCGI|AP_MAX_REG_MATCH|AP_SERVER_.*_NUMBER|PROXYREQ_.*|APR_SUCCESS|APR_EOF|APR_HOOK_.*|REQUEST_.*|AP_REQ_.*|AP_CONDITIONAL_.*|APR_FINFO_.*|APR_READ|APR_FOPEN_.*|APR_OS_DEFAULT|AP_FILTER_.*|AP_MODE_.*|APR_BLOCK_READ|APR_NONBLOCK_READ|APR_INCOMPLETE|APR_TIMEUP|APR_ENOTIMPL|AP_AUTH.*|AUTHZ_.*|AUTH_.*")
         .derive_default(true)
         .layout_tests(false)
         .generate_comments(false)

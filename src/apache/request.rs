@@ -315,6 +315,12 @@ impl<'a> RequestRef<'a> {
         }
     }
 
+    /// Is `Options ExecCGI` in effect for this request's directory (ap_allow_options)?
+    pub fn exec_cgi_allowed(&self) -> bool {
+        // SAFETY: alive.
+        unsafe { sys::ap_allow_options(self.r) & sys::OPT_EXECCGI as i32 != 0 }
+    }
+
     pub fn set_status(&self, status: i32) {
         // SAFETY: alive.
         unsafe { (*self.r).status = status };

@@ -605,9 +605,21 @@ enum Failure {
     Exception(PyErr),
     /// The client went away while we were writing: not the app's fault, logged at info.
     ClientGone(String),
+    /// Apache refused the request body (e.g. 413 over LimitRequestBody): that status.
+    Status(i32),
 }
 
 fn classify(py: Python<'_>, err: PyErr) -> Failure {
+    if err.is_instance_of::<super::module::SERVER_RETURN>(py) {
+        let status = err
+            .value(py)
+            .getattr("args")
+            .ok()
+            .and_then(|a| a.get_item(0).ok()?.extract::<i32>().ok());
+        if let Some(status) = status.filter(|s| (400..=599).contains(s)) {
+            return Failure::Status(status);
+        }
+    }
     if err.is_instance_of::<WSGIError>(py) {
         Failure::Output(err.value(py).to_string())
     } else if err.is_instance_of::<pyo3::exceptions::PyIOError>(py)
@@ -809,6 +821,20 @@ fn report(py: Python<'_>, req: &apache::Request, info: &AppInfo<'_>, failure: Fa
         info.script, info.callable
     );
     match failure {
+        Failure::Status(status) => {
+            r.log_error(
+                log::APLOG_INFO,
+                0,
+                &format!("{who}: request body refused by Apache with status {status}"),
+            );
+            if !started {
+                r.discard_pending_output();
+                let _ = r.table(TableField::HeadersOut).clear();
+                return status;
+            }
+            r.abort_response();
+            return DONE;
+        }
         Failure::ClientGone(why) => {
             r.log_error(
                 log::APLOG_INFO,
@@ -867,6 +893,23 @@ pub(crate) fn load_script<'py>(
         .cast_into::<PyModule>()?;
     cache.set_item(path, (&module, mtime))?;
     Ok(module)
+}
+
+/// DESIGN rule 2: one interpreter per process. Application groups other than %{GLOBAL}
+/// (mod_wsgi's default is one per script) are accepted and said once per child to share it.
+fn application_group_notice(r: &apache::request::RequestRef<'_>, group: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        r.log_error(
+            log::APLOG_NOTICE,
+            0,
+            &format!(
+                "mod_py: WSGI application group '{group}': mod_py runs one interpreter per process, so \
+                 every application group of this process shares it (scripts still load as separate \
+                 modules); use daemon process groups to separate applications"
+            ),
+        );
+    }
 }
 
 /// The content handler for `wsgi-script` (WSGIScriptAlias targets and AddHandler'd files),
@@ -928,9 +971,23 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
         r.log_error(log::APLOG_ERR, 0, "mod_py: request data read error: chunked request bodies are not enabled (WSGIChunkedRequest Off)");
         return HTTP_LENGTH_REQUIRED;
     }
-    let callable = alias
-        .and_then(|a| a.callable_object.clone())
-        .unwrap_or_else(|| dconf.callable_object().to_string());
+    // Files served through AddHandler (not a WSGIScriptAlias target) need Options ExecCGI,
+    // as with mod_wsgi and CGI scripts.
+    if alias.is_none() && !r.exec_cgi_allowed() {
+        r.log_error(
+            log::APLOG_ERR,
+            0,
+            &format!("mod_py: Options ExecCGI is off in this directory: {filename}"),
+        );
+        return HTTP_FORBIDDEN;
+    }
+    let callable = match handler_script {
+        // WSGIHandlerScript: the script's handle_request serves the file (mod_wsgi).
+        Some(_) => "handle_request".to_string(),
+        None => alias
+            .and_then(|a| a.callable_object.clone())
+            .unwrap_or_else(|| dconf.callable_object().to_string()),
+    };
     let group_spec = alias
         .and_then(|a| a.application_group.clone())
         .unwrap_or_else(|| dconf.application_group().to_string());
@@ -969,6 +1026,9 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
             .flatten()
             .map(|v| String::from_utf8_lossy(&v).into_owned())
     });
+    if !group.is_empty() {
+        application_group_notice(&r, &group);
+    }
     drop(r);
     let script = handler_script.map_or_else(|| filename.clone(), str::to_string);
     super::embed::prime_thread();
