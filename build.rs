@@ -73,6 +73,11 @@ fn main() {
         .allowlist_function("ap_(get_remote_logname|state_query|exists_config_define|server_root_relative).*")
         .allowlist_function("apr_(table_|pool_cleanup_|pool_userdata_|pstrdup|pstrndup|palloc|pcalloc|pool_create|pool_destroy).*")
         .allowlist_function("apr_(brigade_|bucket_|file_open|file_close|file_info_get|stat|strerror|time_now|dynamic_fn_retrieve).*")
+        // ---- issue 4: filters, brigades, buckets, connection handler ----
+        .allowlist_type("modpy_filter_cmd_id|ap_input_mode_t|ap_filter_type|conn_state_t")
+        .allowlist_function("ap_(register_output_filter_protocol|register_input_filter|add_input_filter|add_output_filter|remove_input_filter|remove_output_filter).*")
+        .allowlist_var("AP_NOBODY_READ|AP_NOBODY_WROTE|AP_FILTER_ERROR|APR_EOF|APR_ENOTIMPL|HUGE_STRING_LEN|AP_CONN_.*")
+        // ---- end issue 4 ----
         .allowlist_function("modpy_.*")
         .allowlist_var("modpy_.*|APR_EGENERAL")
         .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|AP_MPMQ_.*|RSRC_CONF|ACCESS_CONF|OR_.*")

@@ -253,3 +253,6 @@ mod tests {
         assert!(DirConfig::default().content_handlers().is_empty());
     }
 }
+
+// ---- issue 4: filter and connection-handler directives (src/config/filters.rs) ----
+pub mod filters;

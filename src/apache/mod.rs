@@ -12,6 +12,12 @@ pub mod request;
 pub mod server;
 pub mod table;
 
+// ---- issue 4: filters, brigades, buckets, connection I/O ----
+pub mod brigade;
+pub mod connio;
+pub mod filter;
+// ---- end issue 4 ----
+
 pub use connection::Connection;
 pub use pool::Gone;
 pub use request::Request;

@@ -42,10 +42,10 @@ pub fn log_in_context(level: i32, message: &str) {
     }
 }
 
-struct Serving;
+pub(crate) struct Serving;
 
 impl Serving {
-    fn enter(req: &apache::Request) -> Serving {
+    pub(crate) fn enter(req: &apache::Request) -> Serving {
         CURRENT.with(|c| c.borrow_mut().push(req.clone()));
         Serving
     }
@@ -149,7 +149,10 @@ fn importer(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 }
 
 /// `function` may be dotted (`obj.method`), as in mod_python.
-fn resolve<'py>(module: &Bound<'py, PyModule>, function: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn resolve<'py>(
+    module: &Bound<'py, PyModule>,
+    function: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     let mut obj = module.clone().into_any();
     for part in function.split('.') {
         obj = obj.getattr(part)?;
@@ -209,7 +212,7 @@ fn call_one(py: Python<'_>, pyreq: &Py<Request>, e: &HandlerEntry, autoreload: b
     }
 }
 
-fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
+pub(crate) fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py
         .import("traceback")
         .and_then(|tb| {

@@ -10,6 +10,13 @@ mod request;
 mod server;
 mod table;
 
+// ---- issue 4: filters, brigades, buckets, connection handler ----
+mod brigade;
+mod connio;
+mod filter;
+pub(crate) use filter::add_to_module as add_filter_classes;
+// ---- end issue 4 ----
+
 use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, RequestHook};
 use crate::apache::pool::Pool;
 use crate::apache::{log, Server};
@@ -38,6 +45,7 @@ pub fn register_child_cleanup(f: Box<dyn FnOnce() + Send>) {
 }
 
 pub fn register_hooks() {
+    filter::register_hooks(); // issue 4: filters, connection handler
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
 }
