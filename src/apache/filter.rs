@@ -382,6 +382,9 @@ struct CallInfo {
     borrowed: Option<Brigade>,
     /// Status of the last upstream read (input filters).
     upstream: i32,
+    /// Input filters: this call has read its brigade from upstream (one per call, so that a
+    /// read loop ends once per brigade and memory stays bounded).
+    filled: bool,
 }
 
 struct Stream {
@@ -825,10 +828,17 @@ impl FilterHandle {
     }
 
     /// Input filters: reads the next brigade from upstream (ap_get_brigade) into the read
-    /// buffer. Ok(false): nothing now (non-blocking read). Call with the GIL released.
+    /// buffer, once per call. Ok(false): nothing (more) in this call: a non-blocking read
+    /// found nothing, or this call has had its brigade. Call with the GIL released.
     pub fn fill(&self, want: i64) -> Result<bool, FilterError> {
         let (inst, mut st) = self.in_call()?;
-        let call = st.call.as_ref().expect("in call");
+        let call = st.call.as_mut().expect("in call");
+        if call.filled {
+            // One upstream brigade per call: the function returns, the reader gets what it
+            // wrote, and the function is called again for more.
+            return Ok(false);
+        }
+        call.filled = true;
         let getline = call.mode == sys::ap_input_mode_t_AP_MODE_GETLINE;
         let mode = if getline {
             sys::ap_input_mode_t_AP_MODE_GETLINE
@@ -1337,6 +1347,7 @@ fn output_entry(index: usize, f: *mut sys::ap_filter_t, bb: *mut sys::apr_bucket
         raw: false,
         borrowed: None,
         upstream: APR_SUCCESS,
+        filled: false,
     });
     drop(st);
     // SAFETY: this thread serves the connection for the duration of the call.
@@ -1633,6 +1644,7 @@ fn input_entry(
                 raw: false,
                 borrowed: None,
                 upstream: APR_SUCCESS,
+                filled: false,
             });
             st.in_python = true;
         }

@@ -124,7 +124,8 @@ def req_info(f):
 # ---- brigade API (close to C) ----
 
 def upper_brigade(f):
-    """Upper-cases every data bucket; metadata passes in order (mod_case_filter in Python)."""
+    """Upper-cases every data bucket; metadata passes in order (mod_case_filter in Python,
+    passing each chunk on at once so that memory stays bounded)."""
     out = Brigade(f)
     for b in f.brigade:
         if b.is_metadata:
@@ -133,6 +134,7 @@ def upper_brigade(f):
         else:
             out.append(Bucket.heap(f, b.read().upper()))
             b.delete()
+            f.pass_brigade(out)
     f.pass_brigade(out)
 
 
