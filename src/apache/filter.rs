@@ -1329,6 +1329,11 @@ fn output_entry(index: usize, f: *mut sys::ap_filter_t, bb: *mut sys::apr_bucket
             return sys::ap_pass_brigade(inst.next(), bb);
         }
     }
+    if st.closed && inst.request_ptr().is_null() {
+        // A connection filter sees one EOS per response: the next response starts afresh.
+        st.closed = false;
+        st.eos_seen = false;
+    }
     if st.closed {
         // After EOS: nothing more belongs to this response.
         // SAFETY: the caller's brigade.
@@ -1584,9 +1589,12 @@ fn input_entry(
     if let Failure::Done(rv) = st.failure {
         return rv;
     }
+    // SAFETY: our brigade (NULL-checked).
     let pending_empty = st.pending.is_null()
-        // SAFETY: our brigade.
-        || unsafe { sys::modpy_brigade_empty(st.pending) } != 0;
+        || unsafe {
+            drop_empty_head(st.pending);
+            sys::modpy_brigade_empty(st.pending) != 0
+        };
     if mode == sys::ap_input_mode_t_AP_MODE_INIT
         || (mode == sys::ap_input_mode_t_AP_MODE_EATCRLF && pending_empty)
         || st.in_python
@@ -1614,6 +1622,11 @@ fn input_entry(
         // SAFETY: our brigade.
         unsafe { eat_crlf(st.pending) };
         return APR_SUCCESS;
+    }
+    if st.closed && pending_empty && inst.request_ptr().is_null() {
+        // A connection filter: an EOS ended one read sequence, not the connection.
+        st.closed = false;
+        st.eos_seen = false;
     }
     if st.closed && pending_empty {
         // The reader has had the EOS: it gets another (as Apache's HTTP input filter does).
@@ -1680,7 +1693,11 @@ fn input_entry(
         }
         if progress == before {
             // SAFETY: plain status check.
-            if unsafe { sys::modpy_status_is_eagain(upstream) } != 0 {
+            if unsafe { sys::modpy_status_is_eagain(upstream) } != 0
+                || block == sys::apr_read_type_e_APR_NONBLOCK_READ
+            {
+                // A non-blocking read with nothing there (Apache's core answers SUCCESS and
+                // an empty brigade then): the same answer.
                 return upstream;
             }
             if raw {
@@ -1756,6 +1773,7 @@ unsafe fn answer(
         return None;
     }
     unsafe {
+        drop_empty_head(p);
         if sys::modpy_brigade_empty(p) != 0 {
             return None;
         }
@@ -1826,6 +1844,10 @@ unsafe fn answer(
                     if rv != APR_SUCCESS {
                         return Some(rv);
                     }
+                    if len == 0 {
+                        sys::modpy_bucket_delete(e);
+                        continue;
+                    }
                     if len > left {
                         sys::modpy_bucket_split(e, left);
                         move_first(p, bb);
@@ -1837,6 +1859,26 @@ unsafe fn answer(
                 let _ = st;
                 Some(APR_SUCCESS)
             }
+        }
+    }
+}
+
+/// Deletes zero-length data buckets at the head of `bb` (apr_brigade_split_line leaves one
+/// when a line ends exactly at the end of a bucket): they are no answer to a read.
+///
+/// # Safety
+/// A valid brigade of a connection served by this thread.
+unsafe fn drop_empty_head(bb: *mut sys::apr_bucket_brigade) {
+    unsafe {
+        loop {
+            let e = sys::modpy_brigade_first(bb);
+            if e == sys::modpy_brigade_sentinel(bb)
+                || sys::modpy_bucket_is_metadata(e) != 0
+                || (*e).length != 0
+            {
+                return;
+            }
+            sys::modpy_bucket_delete(e);
         }
     }
 }
