@@ -26,6 +26,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Output written by a filter is passed down once this much has gathered.
 pub const PASS_AT: usize = 256 * 1024;
+/// Output written in one piece at least this big is passed down at once, without a copy.
+pub const WRITE_THROUGH: usize = 64 * 1024;
 /// Largest chunk a read without a length returns.
 pub const READ_CHUNK: usize = 256 * 1024;
 /// How much an input filter asks from upstream at a time (at least).
@@ -903,6 +905,39 @@ impl FilterHandle {
         }
         st.out_bytes += data.len();
         Ok(!inst.input && st.out_bytes >= PASS_AT)
+    }
+
+    /// Output filters: passes `data` down now, after what was written before, without a
+    /// copy: a transient bucket (a filter that keeps it past the pass sets it aside, i.e.
+    /// copies it then). `data` must stay valid until this returns. Call with the GIL released.
+    pub fn write_through(&self, data: &[u8]) -> Result<(), FilterError> {
+        let (inst, mut st) = self.in_call()?;
+        if inst.input {
+            return Err(FilterError::Bb(BbError::Invalid(
+                "write_through is for output filters",
+            )));
+        }
+        if st.closed {
+            return Err(FilterError::Closed);
+        }
+        st.progress += 1;
+        let out = ensure(&mut st.out, || inst.new_brigade());
+        st.out_bytes = 0;
+        st.busy = true;
+        drop(st);
+        // SAFETY: our brigade; `data` outlives the pass, and the brigade is emptied before
+        // returning, so no bucket refers to it afterwards.
+        let rv = unsafe {
+            sys::modpy_brigade_append_transient(out, data.as_ptr() as *const c_char, data.len());
+            let rv = sys::ap_pass_brigade(inst.next(), out);
+            sys::apr_brigade_cleanup(out as *mut c_void);
+            rv
+        };
+        inst.lock().busy = false;
+        if rv != APR_SUCCESS {
+            return Err(FilterError::Io(rv, "passing data to the next filter"));
+        }
+        Ok(())
     }
 
     /// Output filters: passes what was written down the chain (after a FLUSH with `flush`,

@@ -118,10 +118,17 @@ impl Filter {
         self.read_impl(py, len, true)
     }
 
-    /// Appends data (copied once into a heap bucket) to the filter's output; passed on once
-    /// 256 KiB have gathered, on flush()/close() and when the function returns.
+    /// Appends data to the filter's output: small pieces are copied into a heap bucket and
+    /// passed on once 256 KiB have gathered, on flush()/close() and when the function
+    /// returns; a piece of 64 KiB or more is passed on at once, without a copy.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = arg_bytes(data)?;
+        if bytes.len() >= afilter::WRITE_THROUGH && !self.h.is_input().map_err(gone)? {
+            // Big writes go down at once from Python's buffer (held by `data` meanwhile).
+            let h = &self.h;
+            let b: &[u8] = &bytes;
+            return py.detach(|| h.write_through(b)).map_err(ferr);
+        }
         let pass = self.h.write(&bytes).map_err(ferr)?;
         if pass {
             let h = &self.h;
