@@ -1648,7 +1648,7 @@ fn input_entry(
             unsafe { sys::modpy_brigade_concat(p, st.inbb) };
         }
         // SAFETY: our brigade and the caller's.
-        return match unsafe { answer(inst, &mut st, bb, mode, readbytes) } {
+        return match unsafe { answer(st.pending, bb, mode, readbytes) } {
             Some(rv) => rv,
             None => APR_SUCCESS,
         };
@@ -1681,7 +1681,7 @@ fn input_entry(
         {
             let mut st = inst.lock();
             // SAFETY: our brigade and the caller's.
-            if let Some(rv) = unsafe { answer(inst, &mut st, bb, mode, readbytes) } {
+            if let Some(rv) = unsafe { answer(st.pending, bb, mode, readbytes) } {
                 return rv;
             }
             st.call = Some(CallInfo {
@@ -1795,15 +1795,14 @@ unsafe fn eat_crlf(bb: *mut sys::apr_bucket_brigade) {
 /// Some(status) when answered.
 ///
 /// # Safety
-/// `bb` must be the caller's (empty) brigade; this thread serves the connection.
+/// `p` must be NULL or our pending brigade, `bb` the caller's (empty) brigade; this thread
+/// serves the connection.
 unsafe fn answer(
-    inst: &Instance,
-    st: &mut Stream,
+    p: *mut sys::apr_bucket_brigade,
     bb: *mut sys::apr_bucket_brigade,
     mode: sys::ap_input_mode_t,
     readbytes: i64,
 ) -> Option<i32> {
-    let p = st.pending;
     if p.is_null() {
         return None;
     }
@@ -1839,7 +1838,7 @@ unsafe fn answer(
                 } else {
                     usize::MAX
                 };
-                Some(copy_prefix(p, bb, want, inst.origin.pool))
+                Some(copy_prefix(p, bb, want))
             }
             sys::ap_input_mode_t_AP_MODE_EXHAUSTIVE => {
                 sys::modpy_brigade_concat(bb, p);
@@ -1891,7 +1890,6 @@ unsafe fn answer(
                     left -= len;
                     move_first(p, bb);
                 }
-                let _ = st;
                 Some(APR_SUCCESS)
             }
         }
@@ -1977,7 +1975,6 @@ unsafe fn copy_prefix(
     from: *mut sys::apr_bucket_brigade,
     to: *mut sys::apr_bucket_brigade,
     want: usize,
-    pool: *mut sys::apr_pool_t,
 ) -> i32 {
     unsafe {
         let end = sys::modpy_brigade_sentinel(from);
@@ -2001,7 +1998,6 @@ unsafe fn copy_prefix(
             left -= n;
             e = sys::modpy_bucket_next(e);
         }
-        let _ = pool;
     }
     APR_SUCCESS
 }
@@ -2165,5 +2161,88 @@ pub fn hook_connection() {
             std::ptr::null(),
             sys::APR_HOOK_MIDDLE as c_int,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg() -> ConfRegistry {
+        let spec = |h: &str, n: &str, input: bool, t: Option<&str>| {
+            parse_filter_args(input, h, n, t).unwrap()
+        };
+        let at = |server: usize, is_main: bool, index: usize, spec: FilterSpec| Registered {
+            server,
+            is_main,
+            index,
+            spec,
+        };
+        ConfRegistry {
+            out_names: vec!["upper".into(), "wrap".into()],
+            in_names: vec!["upper".into()],
+            filters: vec![
+                at(1, true, 0, spec("a::main", "UPPER", false, None)),
+                at(2, false, 0, spec("a::vhost", "UPPER", false, None)),
+                at(1, true, 0, spec("a::in", "UPPER", true, None)),
+                at(
+                    3,
+                    false,
+                    1,
+                    spec("a::conn", "WRAP", false, Some("CONNECTION")),
+                ),
+                at(
+                    1,
+                    true,
+                    1,
+                    spec("a::mainconn", "WRAP", false, Some("connection")),
+                ),
+            ],
+            conn_handlers: vec![
+                (1, true, "echo::main".into()),
+                (4, false, "echo::four".into()),
+            ],
+        }
+    }
+
+    fn s(n: usize) -> *mut sys::server_rec {
+        n as *mut sys::server_rec
+    }
+
+    #[test]
+    fn spec_lookup_prefers_own_server_then_main() {
+        let r = reg();
+        assert_eq!(r.spec(false, 0, s(2)).unwrap().handler, "a::vhost");
+        assert_eq!(r.spec(false, 0, s(1)).unwrap().handler, "a::main");
+        assert_eq!(r.spec(false, 0, s(9)).unwrap().handler, "a::main");
+        assert_eq!(r.spec(true, 0, s(2)).unwrap().handler, "a::in");
+        assert!(r.spec(true, 1, s(1)).is_none());
+        assert_eq!(r.spec(false, 1, s(3)).unwrap().handler, "a::conn");
+    }
+
+    #[test]
+    fn connection_filters_per_server() {
+        let r = reg();
+        let names = |srv: usize| -> Vec<String> {
+            r.connection_filters(s(srv))
+                .iter()
+                .map(|f| f.handler.clone())
+                .collect()
+        };
+        assert_eq!(names(3), vec!["a::conn"]);
+        assert_eq!(names(1), vec!["a::mainconn"]);
+        assert_eq!(names(7), vec!["a::mainconn"]);
+    }
+
+    #[test]
+    fn connection_handler_lookup() {
+        let r = reg();
+        assert_eq!(r.conn_handler(s(4)), Some("echo::four"));
+        assert_eq!(r.conn_handler(s(5)), Some("echo::main"));
+        let r2 = ConfRegistry {
+            conn_handlers: vec![(4, false, "x".into())],
+            ..Default::default()
+        };
+        assert_eq!(r2.conn_handler(s(5)), None);
     }
 }

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness import MPMS, Apache, rss_kib
+from harness import MPMS, Apache, free_port, rss_kib
 
 APPS = Path(__file__).parent / "apps"
 MIB = 1 << 20
@@ -459,7 +459,7 @@ class RssSampler:
         return max((p - self.base.get(pid, p)) for pid, p in self.peak.items())
 
 
-def big_server(apache: Callable[..., Apache], mpm: str) -> Apache:
+def big_server(mpm: str) -> Apache:
     a = make_server(mpm, processes=1, threads=2 if mpm != "prefork" else 1)
     # 1 GiB, sparse but with data at a few places
     f = a.root / "htdocs" / "g1.bin"
@@ -490,7 +490,7 @@ def expected_g1_md5() -> str:
 
 @pytest.fixture
 def big(mpm: str) -> Iterator[Apache]:
-    a = big_server(None, mpm)  # type: ignore[arg-type]
+    a = big_server(mpm)
     yield a
     a.stop()
     a.remove()
@@ -540,3 +540,85 @@ def test_1gib_post_through_input_filter_rss_flat(big: Apache) -> None:
     assert r["total"] == size
     assert r["md5"] == expect.hexdigest()
     assert growth < 32 * 1024, r
+
+
+# ---- configuration ----
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("PythonOutputFilter mod", "PythonOutputFilter takes two or three arguments"),
+        ("PythonOutputFilter 9bad NAME", "PythonOutputFilter: '9bad': '9bad' is not a Python module name"),
+        ("PythonInputFilter mod::f-x NAME", "PythonInputFilter: 'mod::f-x': 'f-x' is not a Python function name"),
+        ("PythonOutputFilter mod NAME NETWORK", "PythonOutputFilter: 'NETWORK' is not a filter type"),
+        ("<Location /x>\nPythonOutputFilter mod NAME\n</Location>", "PythonOutputFilter not allowed in <Location> context"),
+        ("PythonConnectionHandler 1x", "PythonConnectionHandler: '1x': '1x' is not a Python module name"),
+        ("<Directory />\nPythonConnectionHandler mod\n</Directory>", "PythonConnectionHandler not allowed in <Directory> context"),
+    ],
+)
+def test_bad_filter_directives_fail_configtest(apache: Callable[..., Apache], body: str, needle: str) -> None:
+    a = apache(body, start=False)
+    r = a.configtest()
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert needle in out, out
+    assert "Syntax error on line" in out and f"of {a.conf}" in out
+
+
+def test_filters_survive_graceful_restart(apache: Callable[..., Apache]) -> None:
+    body = """
+    PythonPath "sys.path + ['@ROOT@/apps']"
+    PythonOutputFilter filters::upper UPPER
+    <Location /h>
+        SetHandler modpy
+        PythonHandler filters::hello
+        SetOutputFilter UPPER
+    </Location>
+    """
+    a = apache(body, start=False)
+    shutil.copytree(APPS, a.root / "apps")
+    a.start()
+    assert a.get("/h")[2] == b"HELLO WORLD\n"
+    # a new filter under a new name, and the old name now on another function
+    text = a.conf.read_text().replace(
+        "PythonOutputFilter filters::upper UPPER",
+        "PythonOutputFilter filters::wrap_chunks UPPER\nPythonOutputFilter filters::upper NEWUPPER",
+    ).replace("SetOutputFilter UPPER", "SetOutputFilter NEWUPPER;UPPER")
+    a.conf.write_text(text)
+    pid_children = set(a.children())
+    a.graceful()
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        body_ = a.get("/h")[2]
+        if body_ == b"<HELLO WORLD\n>":
+            break
+        time.sleep(0.2)
+    assert body_ == b"<HELLO WORLD\n>", body_
+    assert set(a.children()) != pid_children
+
+
+def test_filter_not_configured_for_this_vhost(apache: Callable[..., Apache]) -> None:
+    """A filter declared in one virtual host is unknown in another: the request fails (500)
+    and the log says why, rather than passing the data on unfiltered."""
+    port = free_port()
+    a = apache(
+        f"""
+        PythonPath "sys.path + ['@ROOT@/apps']"
+        Listen 127.0.0.1:{port}
+        <VirtualHost 127.0.0.1:{port}>
+            PythonOutputFilter filters::upper ONLYHERE
+        </VirtualHost>
+        <Location /h>
+            SetHandler modpy
+            PythonHandler filters::hello
+            SetOutputFilter ONLYHERE
+        </Location>
+        """,
+        start=False,
+    )
+    shutil.copytree(APPS, a.root / "apps")
+    a.start()
+    status, _, body = a.get("/h")
+    assert status == 500 and b"hello" not in body
+    wait_log(a, "Python filter 'onlyhere' is not configured for this server")
