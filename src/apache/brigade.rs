@@ -226,6 +226,7 @@ const REGISTRY_KEY: &std::ffi::CStr = c"modpy-bucket-registry";
 /// # Safety
 /// `c` must be alive and served by this thread.
 unsafe fn registry<'a>(c: *mut sys::conn_rec, create: bool) -> Option<&'a RegistrySlot> {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         let pool = (*c).pool;
         let mut data: *mut c_void = std::ptr::null_mut();
@@ -571,6 +572,7 @@ pub(crate) unsafe fn setaside_all(
     bb: *mut sys::apr_bucket_brigade,
     pool: *mut sys::apr_pool_t,
 ) -> Result<(), BbError> {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         let end = sys::modpy_brigade_sentinel(bb);
         let mut e = sys::modpy_brigade_first(bb);
@@ -621,7 +623,16 @@ impl BucketCell {
             return Err(BbError::NotActive);
         }
         self.origin.conn_live.check()?;
-        let st = self.state();
+        // As for filters: a held lock here means re-entry, an error rather than a deadlock.
+        let st = match self.st.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(BbError::Invalid(
+                    "the bucket is in use by the operation in progress",
+                ))
+            }
+        };
         if st.dead {
             return Err(BbError::Dead(
                 "this bucket no longer exists (deleted, passed on, or its filter call ended)",

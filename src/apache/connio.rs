@@ -97,7 +97,12 @@ pub fn ready(c: &ConnectionRef<'_>, mode: ReadMode, max: usize) -> bool {
     }
 }
 
+/// Does `bb` hold a complete line (or `max` bytes, or metadata such as EOS)?
+///
+/// # Safety
+/// `bb` must be a valid brigade of a connection served by this thread.
 unsafe fn line_ready(bb: *mut sys::apr_bucket_brigade, max: usize) -> bool {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         let end = sys::modpy_brigade_sentinel(bb);
         let mut e = sys::modpy_brigade_first(bb);

@@ -147,6 +147,10 @@ fn arg(p: *const c_char) -> Option<String> {
     unsafe { cstr(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
+/// The error string Apache prints after "Syntax error on line N of FILE:".
+///
+/// # Safety
+/// `cmd` must be the cmd_parms of the directive being parsed.
 unsafe fn cmd_error(cmd: *mut sys::cmd_parms, name: &str, msg: &str) -> *const c_char {
     let text = format!("{name}: {msg}");
     // SAFETY: cmd->pool outlives the error report.
@@ -649,7 +653,13 @@ impl FilterHandle {
     /// Like get(), and a call is running.
     fn in_call(&self) -> Result<(&Instance, MutexGuard<'_, Stream>), FilterError> {
         let inst = self.get()?;
-        let st = inst.lock();
+        // Only this thread uses the instance now: a held lock means re-entry from inside one
+        // of our own operations, which must fail rather than deadlock.
+        let st = match inst.st.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(FilterError::Busy),
+        };
         if st.call.is_none() {
             return Err(FilterError::NotInCall);
         }
@@ -1168,6 +1178,7 @@ fn ensure(
 /// # Safety
 /// `bb` must be a valid brigade.
 unsafe fn brigade_has_eos(bb: *mut sys::apr_bucket_brigade) -> bool {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         let end = sys::modpy_brigade_sentinel(bb);
         let mut e = sys::modpy_brigade_first(bb);
@@ -1230,6 +1241,7 @@ pub(crate) unsafe fn read_head(
     max: usize,
     line: bool,
 ) -> Result<Head, i32> {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         let end = sys::modpy_brigade_sentinel(bb);
         let mut head = DataHead {
@@ -1764,6 +1776,7 @@ unsafe fn eat_crlf(bb: *mut sys::apr_bucket_brigade) {
     if bb.is_null() {
         return;
     }
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         loop {
             let e = sys::modpy_brigade_first(bb);
@@ -1806,6 +1819,7 @@ unsafe fn answer(
     if p.is_null() {
         return None;
     }
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         drop_empty_head(p);
         if sys::modpy_brigade_empty(p) != 0 {
@@ -1902,6 +1916,7 @@ unsafe fn answer(
 /// # Safety
 /// A valid brigade of a connection served by this thread.
 unsafe fn drop_empty_head(bb: *mut sys::apr_bucket_brigade) {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         loop {
             let e = sys::modpy_brigade_first(bb);
@@ -1921,6 +1936,7 @@ unsafe fn drop_empty_head(bb: *mut sys::apr_bucket_brigade) {
 /// # Safety
 /// Both valid brigades of one connection; `from` not empty.
 unsafe fn move_first(from: *mut sys::apr_bucket_brigade, to: *mut sys::apr_bucket_brigade) {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         let e = sys::modpy_brigade_first(from);
         sys::modpy_bucket_remove(e);
@@ -1933,6 +1949,7 @@ unsafe fn move_first(from: *mut sys::apr_bucket_brigade, to: *mut sys::apr_bucke
 /// # Safety
 /// A valid brigade of a connection served by this thread.
 unsafe fn has_line(bb: *mut sys::apr_bucket_brigade, limit: usize) -> bool {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         let end = sys::modpy_brigade_sentinel(bb);
         let mut e = sys::modpy_brigade_first(bb);
@@ -1976,6 +1993,7 @@ unsafe fn copy_prefix(
     to: *mut sys::apr_bucket_brigade,
     want: usize,
 ) -> i32 {
+    // SAFETY: per this function's contract (see # Safety above).
     unsafe {
         let end = sys::modpy_brigade_sentinel(from);
         let mut e = sys::modpy_brigade_first(from);

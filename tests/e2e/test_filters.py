@@ -80,6 +80,7 @@ HANDLER_ROUTES = {
     "/h/echo_bb": ("echo", None, "UPPERINBB"),
     "/h/count_upper": ("count_body", None, "UPPERIN"),
     "/h/rss": ("rss", None, None),
+    "/h/api": ("api_names", None, None),
 }
 
 STATIC_ROUTES = {
@@ -622,3 +623,30 @@ def test_filter_not_configured_for_this_vhost(apache: Callable[..., Apache]) -> 
     status, _, body = a.get("/h")
     assert status == 500 and b"hello" not in body
     wait_log(a, "Python filter 'onlyhere' is not configured for this server")
+
+
+def test_type_stubs_match_the_classes(server: Apache) -> None:
+    import ast
+
+    status, _, body = server.get("/h/api")
+    assert status == 200
+    names = json.loads(body)
+    stub = ast.parse((Path(__file__).parents[2] / "pylib/modpy/apache.pyi").read_text())
+    declared: dict[str, set[str]] = {}
+    top: set[str] = set()
+    for node in stub.body:
+        if isinstance(node, ast.ClassDef):
+            declared[node.name] = {
+                n.name if isinstance(n, ast.FunctionDef) else n.target.id  # type: ignore[union-attr]
+                for n in node.body
+                if isinstance(n, ast.FunctionDef) or (isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name))
+            }
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            top.add(node.target.id)
+    for cls in ("Filter", "Brigade", "Bucket", "Connection"):
+        missing = set(names[cls]) - declared[cls]
+        assert not missing, (cls, missing)
+        extra = {n for n in declared[cls] - set(names[cls]) if not n.startswith("_")}
+        assert not extra, (cls, extra)
+    assert set(names["constants"]) <= top, set(names["constants"]) - top
+    assert "OSError" in names["APRError"]

@@ -333,3 +333,14 @@ def _rss():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def api_names(req):
+    """Public names of the filter classes and the filter constants, for the stub check."""
+    from modpy.apache import APRError, Connection, Filter
+    out = {c.__name__: sorted(n for n in dir(c) if not n.startswith("_")) for c in (Filter, Brigade, Bucket, Connection)}
+    out["constants"] = sorted(n for n in dir(apache) if n.startswith(("AP_MODE_", "APR_", "AP_FTYPE_", "AP_FILTER_", "AP_NOBODY_")))
+    out["APRError"] = [c.__name__ for c in APRError.__mro__]
+    req.content_type = "application/json"
+    req.write(json.dumps(out).encode())
+    return apache.OK
