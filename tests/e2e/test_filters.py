@@ -79,6 +79,7 @@ HANDLER_ROUTES = {
     "/h/echo_raises": ("echo", None, "RAISESIN"),
     "/h/echo_bb": ("echo", None, "UPPERINBB"),
     "/h/count_upper": ("count_body", None, "UPPERIN"),
+    "/h/count_count": ("count_body", None, "COUNTIN"),
     "/h/rss": ("rss", None, None),
     "/h/api": ("api_names", None, None),
 }
@@ -409,6 +410,14 @@ def test_input_filter_changing_length_chunked_body(server: Apache) -> None:
         headers={"Transfer-Encoding": "chunked"},
     )
     assert (status, body) == (200, data + b"[100000]")
+
+
+def test_input_filter_changing_length_content_length_body(server: Apache) -> None:
+    # Read in chunks until b"", the handler gets all the filter produced (the trailer too);
+    # req.read() with no length would stop at the request's Content-Length.
+    status, _, body = server.request("POST", "/h/count_count", body=b"y" * 100_000)
+    assert status == 200
+    assert json.loads(body)["total"] == 100_000 + len(b"[100000]")
 
 
 def test_input_filter_brigade_api(server: Apache) -> None:

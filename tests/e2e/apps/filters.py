@@ -300,17 +300,6 @@ def count_body(req):
     return apache.OK
 
 
-def read_fails(req):
-    """Reads the body; reports how the read ended."""
-    try:
-        data = req.read()
-    except Exception as e:  # noqa: BLE001
-        raise
-    req.content_type = "text/plain"
-    req.write(data)
-    return apache.OK
-
-
 def rss(req):
     req.content_type = "text/plain"
     req.write(b"%d %d" % (os.getpid(), _rss()))
