@@ -20,7 +20,16 @@ struct ConnIo {
     tmp: *mut sys::apr_bucket_brigade,
     out: *mut sys::apr_bucket_brigade,
     eof: bool,
+    /// A read (or write) is in Apache's filters right now: a nested one (from a filter of
+    /// this connection) must not touch the same brigades.
+    reading: bool,
+    writing: bool,
 }
+
+const BUSY: ConnError = ConnError {
+    status: sys::APR_EGENERAL as i32,
+    what: "reading or writing the connection from inside its own read or write",
+};
 
 // SAFETY: used only by the thread serving the connection, under the Mutex.
 unsafe impl Send for ConnIo {}
@@ -41,6 +50,8 @@ fn io<'a>(c: &ConnectionRef<'_>) -> &'a Mutex<ConnIo> {
                 tmp: sys::apr_brigade_create(pool, alloc),
                 out: sys::apr_brigade_create(pool, alloc),
                 eof: false,
+                reading: false,
+                writing: false,
             });
             data = pool_box(pool, st) as *mut c_void;
             sys::apr_pool_userdata_setn(data, KEY.as_ptr(), None, pool);
@@ -135,7 +146,11 @@ unsafe fn line_ready(bb: *mut sys::apr_bucket_brigade, max: usize) -> bool {
 /// Ok(()) also at the end of the connection (then `take` returns None).
 pub fn fill(c: &ConnectionRef<'_>, mode: ReadMode, max: usize) -> Result<(), ConnError> {
     let (tmp, buf) = {
-        let st = lock(c);
+        let mut st = lock(c);
+        if st.reading {
+            return Err(BUSY);
+        }
+        st.reading = true;
         (st.tmp, st.buf)
     };
     let m = match mode {
@@ -153,9 +168,11 @@ pub fn fill(c: &ConnectionRef<'_>, mode: ReadMode, max: usize) -> Result<(), Con
         );
         let got = sys::modpy_brigade_empty(tmp) == 0;
         sys::modpy_brigade_concat(buf, tmp);
+        let mut st = lock(c);
+        st.reading = false;
         if rv == sys::APR_SUCCESS as i32 && !got {
             // A blocking read that returns nothing: the peer is gone.
-            lock(c).eof = true;
+            st.eof = true;
         }
         rv
     };
@@ -181,6 +198,9 @@ pub fn take<R>(
     make: impl FnOnce(usize, &mut dyn FnMut(&mut [u8])) -> R,
 ) -> Result<Option<R>, ConnError> {
     let st = lock(c);
+    if st.reading {
+        return Err(BUSY);
+    }
     loop {
         // SAFETY: our brigade, on the connection's thread.
         match unsafe { read_head(st.buf, max.max(1), line) } {
@@ -213,7 +233,14 @@ pub fn at_eof(c: &ConnectionRef<'_>) -> bool {
 /// Writes `data` to the connection (and a FLUSH with `flush`): one transient bucket, no
 /// copy unless a filter keeps it. Call with the GIL released.
 pub fn write(c: &ConnectionRef<'_>, data: &[u8], flush: bool) -> Result<(), ConnError> {
-    let out = lock(c).out;
+    let out = {
+        let mut st = lock(c);
+        if st.writing {
+            return Err(BUSY);
+        }
+        st.writing = true;
+        st.out
+    };
     // SAFETY: our brigade; `data` outlives the pass (transient buckets are set aside by any
     // filter that keeps them).
     let rv = unsafe {
@@ -224,13 +251,15 @@ pub fn write(c: &ConnectionRef<'_>, data: &[u8], flush: bool) -> Result<(), Conn
         if flush {
             sys::modpy_brigade_insert_tail(out, sys::modpy_bucket_flush(alloc));
         }
-        if sys::modpy_brigade_empty(out) != 0 {
-            return Ok(());
-        }
-        let rv = sys::ap_pass_brigade((*c.as_ptr()).output_filters, out);
+        let rv = if sys::modpy_brigade_empty(out) != 0 {
+            sys::APR_SUCCESS as i32
+        } else {
+            sys::ap_pass_brigade((*c.as_ptr()).output_filters, out)
+        };
         sys::apr_brigade_cleanup(out as *mut c_void);
         rv
     };
+    lock(c).writing = false;
     if rv != sys::APR_SUCCESS as i32 {
         return Err(ConnError {
             status: rv,
