@@ -839,6 +839,31 @@ impl Bucket {
         })
     }
 
+    /// Would reading this bucket wait for I/O (FILE, PIPE, SOCKET, unknown length)?
+    pub fn needs_io(&self) -> bool {
+        self.with(|st| {
+            let Some(bb) = &st.brigade else {
+                return Ok(false);
+            };
+            // SAFETY: a live bucket of a valid brigade; only its type and length are read.
+            Ok(unsafe {
+                let b = &*self.0.b;
+                b.length == sys::apr_size_t::MAX
+                    || matches!(
+                        super::pool::cstr((*b.type_).name).unwrap_or_default(),
+                        b"FILE" | b"PIPE" | b"SOCKET"
+                    )
+            } && !bb.raw().is_null())
+        })
+        .unwrap_or(false)
+    }
+
+    /// apr_bucket_read into memory, data unused: the I/O part of a read, done without the
+    /// GIL before `read_with` copies the data.
+    pub fn load(&self, block: bool) -> Result<(), BbError> {
+        self.read_with(block, |_| ())
+    }
+
     /// apr_bucket_split: self keeps the first `point` bytes; the rest becomes a new bucket
     /// right after it, which is returned.
     pub fn split(&self, point: usize) -> Result<Bucket, BbError> {

@@ -839,6 +839,56 @@ impl FilterHandle {
         }
     }
 
+    /// Does the next read have to wait for I/O (a FILE, PIPE or SOCKET bucket, or one of
+    /// unknown length, at the head of the input)? Then call `prefetch` first, without the GIL.
+    pub fn head_needs_io(&self) -> bool {
+        let Ok((inst, st)) = self.in_call() else {
+            return false;
+        };
+        let src = if inst.input {
+            st.inbb
+        } else {
+            st.call.as_ref().expect("in call").bb
+        };
+        // SAFETY: our brigade or the call's, on the connection's thread.
+        !src.is_null() && unsafe { needs_io(sys::modpy_brigade_first(src), src) }
+    }
+
+    /// Reads the head bucket into memory (apr_bucket_read: a FILE bucket is memory-mapped or
+    /// read, a PIPE or SOCKET bucket waits for data), so that `read` then only copies.
+    /// Call with the GIL released.
+    pub fn prefetch(&self) -> Result<(), FilterError> {
+        let (inst, st) = self.in_call()?;
+        let src = if inst.input {
+            st.inbb
+        } else {
+            st.call.as_ref().expect("in call").bb
+        };
+        if src.is_null() {
+            return Ok(());
+        }
+        // SAFETY: our brigade or the call's, on the connection's thread; reading morphs the
+        // bucket in place (and may insert one after it), it frees none.
+        unsafe {
+            let e = sys::modpy_brigade_first(src);
+            if needs_io(e, src) {
+                kill_in(inst.c, src);
+                let mut data: *const c_char = std::ptr::null();
+                let mut len: sys::apr_size_t = 0;
+                let rv = sys::modpy_bucket_read(
+                    e,
+                    &mut data,
+                    &mut len,
+                    sys::apr_read_type_e_APR_BLOCK_READ,
+                );
+                if rv != APR_SUCCESS {
+                    return Err(FilterError::Io(rv, "reading a bucket"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Input filters: reads the next brigade from upstream (ap_get_brigade) into the read
     /// buffer, once per call. Ok(false): nothing (more) in this call: a non-blocking read
     /// found nothing, or this call has had its brigade. Call with the GIL released.
@@ -1175,6 +1225,26 @@ fn ensure(
     *slot
 }
 
+/// Is `e` (the head of `bb`) a data bucket whose read may wait for I/O?
+///
+/// # Safety
+/// `bb` must be a valid brigade and `e` one of its buckets (or its sentinel).
+pub(crate) unsafe fn needs_io(e: *mut sys::apr_bucket, bb: *mut sys::apr_bucket_brigade) -> bool {
+    // SAFETY: per the contract; bucket types are static.
+    unsafe {
+        if e == sys::modpy_brigade_sentinel(bb) || sys::modpy_bucket_is_metadata(e) != 0 {
+            return false;
+        }
+        if (*e).length == sys::apr_size_t::MAX {
+            return true;
+        }
+        matches!(
+            cstr((*(*e).type_).name).unwrap_or_default(),
+            b"FILE" | b"PIPE" | b"SOCKET"
+        )
+    }
+}
+
 /// # Safety
 /// `bb` must be a valid brigade.
 unsafe fn brigade_has_eos(bb: *mut sys::apr_bucket_brigade) -> bool {
@@ -1259,6 +1329,10 @@ pub(crate) unsafe fn read_head(
                     return Ok(Head::Eos(e));
                 }
                 return Ok(Head::Meta(e, sys::modpy_bucket_is_flush(e) != 0));
+            }
+            if head.total > 0 && needs_io(e, bb) {
+                // Data in hand: return it rather than wait (with the GIL) for a file or pipe.
+                break;
             }
             let mut data: *const c_char = std::ptr::null();
             let mut len: sys::apr_size_t = 0;

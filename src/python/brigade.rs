@@ -274,6 +274,11 @@ impl Bucket {
     /// new FILE bucket for the rest inserted after it.
     #[pyo3(signature = (block=true))]
     fn read<'py>(&self, py: Python<'py>, block: bool) -> PyResult<Bound<'py, PyBytes>> {
+        if self.inner.needs_io() {
+            // The I/O part (mmap, read(), waiting on a pipe) without the GIL.
+            let b = &self.inner;
+            py.detach(|| b.load(block)).map_err(bb_err)?;
+        }
         self.inner
             .read_with(block, |d| PyBytes::new(py, d))
             .map_err(bb_err)

@@ -71,6 +71,11 @@ impl Filter {
         };
         let input = self.h.is_input().map_err(gone)?;
         loop {
+            if self.h.head_needs_io() {
+                // A file, pipe or socket bucket: its read waits for I/O, without the GIL.
+                let h = &self.h;
+                py.detach(|| h.prefetch()).map_err(ferr)?;
+            }
             let ev = self
                 .h
                 .read(max, line, |n, fill| {

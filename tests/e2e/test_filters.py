@@ -659,3 +659,56 @@ def test_type_stubs_match_the_classes(server: Apache) -> None:
         assert not extra, (cls, extra)
     assert set(names["constants"]) <= top, set(names["constants"]) - top
     assert "OSError" in names["APRError"]
+
+
+CGI = """#!/usr/bin/python3
+import sys, time
+sys.stdout.write("Content-Type: text/plain\\r\\n\\r\\n")
+sys.stdout.write("first part\\n")
+sys.stdout.flush()
+time.sleep(2)
+sys.stdout.write("second part\\n")
+"""
+
+
+def test_pipe_buckets_from_cgi_do_not_hold_the_gil(apache: Callable[..., Apache]) -> None:
+    """mod_cgi's output is PIPE buckets: the Python filter waits for the script without the
+    GIL, so another request in the same process runs meanwhile."""
+    a = apache(
+        """
+        PythonPath "sys.path + ['@ROOT@/apps']"
+        PythonOutputFilter filters::upper UPPER
+        ScriptAlias /cgi/ @ROOT@/cgi/
+        <Location /cgi/>
+            SetOutputFilter UPPER
+        </Location>
+        <Location /h>
+            SetHandler modpy
+            PythonHandler filters::hello
+            SetOutputFilter UPPER
+        </Location>
+        """,
+        start=False, processes=1, threads=4, extra_modules=("cgi",),
+    )
+    shutil.copytree(APPS, a.root / "apps")
+    (a.root / "cgi").mkdir()
+    (a.root / "cgi" / "slow.py").write_text(CGI)
+    (a.root / "cgi" / "slow.py").chmod(0o755)
+    a.start()
+    assert a.get("/h")[2] == b"HELLO WORLD\n"  # Python loaded in the child
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        result["slow"] = a.get("/cgi/slow.py")
+
+    t = threading.Thread(target=slow)
+    t0 = time.time()
+    t.start()
+    time.sleep(0.7)
+    status, _, body = a.get("/h")
+    t_other = time.time() - t0
+    t.join()
+    assert (status, body) == (200, b"HELLO WORLD\n")
+    assert t_other < 1.8, t_other  # did not wait for the CGI script
+    status, _, body = result["slow"]  # type: ignore[misc]
+    assert (status, body) == (200, b"FIRST PART\nSECOND PART\n")
