@@ -459,6 +459,35 @@ impl Brigade {
         Ok((len >= 0).then_some(len))
     }
 
+    /// Reads every bucket that needs I/O (FILE, PIPE, SOCKET, unknown length) into memory,
+    /// so that `flatten_with` then only copies. Call without the GIL.
+    pub fn load_all(&self) -> Result<(), BbError> {
+        let _ok = self.check()?;
+        // SAFETY: walking a valid brigade on its connection's thread; reading morphs buckets
+        // in place and may insert new ones after them, it frees none.
+        unsafe {
+            let end = sys::modpy_brigade_sentinel(self.0.bb);
+            let mut e = sys::modpy_brigade_first(self.0.bb);
+            while e != end {
+                if super::filter::needs_io(e, self.0.bb) {
+                    let mut data: *const c_char = std::ptr::null();
+                    let mut len: sys::apr_size_t = 0;
+                    let rv = sys::modpy_bucket_read(
+                        e,
+                        &mut data,
+                        &mut len,
+                        sys::apr_read_type_e_APR_BLOCK_READ,
+                    );
+                    if rv != 0 {
+                        return Err(BbError::Status(rv, "apr_bucket_read"));
+                    }
+                }
+                e = sys::modpy_bucket_next(e);
+            }
+        }
+        Ok(())
+    }
+
     /// All data of the brigade, copied once into the buffer `make(total)` returns.
     pub fn flatten_with<R>(
         &self,

@@ -93,12 +93,15 @@ impl Brigade {
     /// apr_brigade_length: bytes of data (reads pipes and sockets to find out with
     /// read_all=True; else None for such a brigade).
     #[pyo3(signature = (read_all=true))]
-    fn length(&self, read_all: bool) -> PyResult<Option<i64>> {
-        self.inner.length(read_all).map_err(bb_err)
+    fn length(&self, py: Python<'_>, read_all: bool) -> PyResult<Option<i64>> {
+        let b = &self.inner;
+        py.detach(|| b.length(read_all)).map_err(bb_err)
     }
 
     /// All the data of the brigade as one bytes object (apr_brigade_flatten).
     fn read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let b = &self.inner;
+        py.detach(|| b.load_all()).map_err(bb_err)?;
         self.inner
             .flatten_with(|n, fill| {
                 PyBytes::new_with(py, n, |buf| {

@@ -678,9 +678,14 @@ def test_pipe_buckets_from_cgi_do_not_hold_the_gil(apache: Callable[..., Apache]
         """
         PythonPath "sys.path + ['@ROOT@/apps']"
         PythonOutputFilter filters::upper UPPER
+        PythonOutputFilter filters::collect COLLECT
         ScriptAlias /cgi/ @ROOT@/cgi/
+        ScriptAlias /cgi2/ @ROOT@/cgi/
         <Location /cgi/>
             SetOutputFilter UPPER
+        </Location>
+        <Location /cgi2/>
+            SetOutputFilter COLLECT
         </Location>
         <Location /h>
             SetHandler modpy
@@ -712,3 +717,10 @@ def test_pipe_buckets_from_cgi_do_not_hold_the_gil(apache: Callable[..., Apache]
     assert t_other < 1.8, t_other  # did not wait for the CGI script
     status, _, body = result["slow"]  # type: ignore[misc]
     assert (status, body) == (200, b"FIRST PART\nSECOND PART\n")
+    # the brigade API on the same PIPE buckets: held across calls, measured, flattened
+    status, _, body = a.get("/cgi2/slow.py")
+    assert status == 200
+    text, _, info = body.partition(b"[")
+    assert text == b"FIRST PART\nSECOND PART\n"
+    # mod_cgi's own bucket type, a pipe of unknown length, read without the GIL
+    assert info.startswith(b"%d " % len(text)) and b"CGI" in info, info

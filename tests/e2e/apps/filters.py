@@ -333,3 +333,22 @@ def api_names(req):
     req.content_type = "application/json"
     req.write(json.dumps(out).encode())
     return apache.OK
+
+
+def collect(f):
+    """Brigade API: holds everything (setaside across calls) until EOS, then flattens it."""
+    if f.ctx is None:
+        f.ctx = {"held": Brigade(f), "types": []}
+    held = f.ctx["held"]
+    bb = f.brigade
+    f.ctx["types"] += [b.type for b in bb]
+    eos = bb.last is not None and bb.last.is_eos
+    held.concat(bb)
+    if eos:
+        n = held.length()
+        data = held.read()
+        held.cleanup()
+        out = Brigade(f)
+        out.append(Bucket.heap(f, data.upper() + b"[%d %s]" % (n, ",".join(f.ctx["types"]).encode())))
+        out.append(Bucket.eos(f))
+        f.pass_brigade(out)
