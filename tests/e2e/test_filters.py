@@ -66,6 +66,8 @@ HANDLER_ROUTES = {
     "/h/pass": ("big", "PASSTHROUGH", None),
     "/h/disable": ("hello", "DISABLE", None),
     "/h/raises": ("hello", "RAISES", None),
+    "/h/raises_buffered": ("hello_buffered", "RAISES", None),
+    "/h/raises_ignored": ("hello_ignores_errors", "RAISES", None),
     "/h/raiseslate": ("big", "RAISESLATE", None),
     "/h/returnsstr": ("hello", "RETURNSSTR", None),
     "/h/readsnothing": ("hello", "READSNOTHING", None),
@@ -346,6 +348,16 @@ def test_exception_in_filter_gives_500_and_traceback(server: Apache, path: str) 
     log = wait_log(server, "ValueError: filter exploded")
     assert f"mod_py: PythonOutputFilter RAISES (filters::raises) failed for {path.rstrip('/')}" in log
     assert 'in raises' in log
+
+
+@pytest.mark.parametrize("path", ["/h/raises_buffered", "/h/raises_ignored"])
+def test_exception_in_filter_500_whatever_the_handler_does(server: Apache, path: str) -> None:
+    # The filter fails when the handler's output reaches it: after the handler returned
+    # (flush=0 output), or in a write whose error the handler ignores. Either way the EOS that
+    # follows turns into Apache's 500.
+    status, _, body = server.get(path)
+    assert status == 500
+    assert b"HELLO" not in body and b"hello" not in body
 
 
 @pytest.mark.parametrize("path", ["/h/raiseslate?8", "/static/raiseslate/m16.txt"])

@@ -352,3 +352,21 @@ def collect(f):
         out.append(Bucket.heap(f, data.upper() + b"[%d %s]" % (n, ",".join(f.ctx["types"]).encode())))
         out.append(Bucket.eos(f))
         f.pass_brigade(out)
+
+
+def hello_buffered(req):
+    """Writes with flush=0: the output reaches the filters only after the handler returns."""
+    req.content_type = "text/plain"
+    req.write(b"hello ", 0)
+    req.write(b"world\n", 0)
+    return apache.OK
+
+
+def hello_ignores_errors(req):
+    """Carries on (and returns OK) whatever its writes raise."""
+    req.content_type = "text/plain"
+    try:
+        req.write(b"hello world\n")
+    except IOError:
+        pass
+    return apache.OK
