@@ -1627,8 +1627,7 @@ fn fail_output(inst: &Instance, why: &str) -> i32 {
     }
     discard_output(inst);
     let r = inst.request_ptr();
-    // SAFETY: the request of a live filter.
-    if !r.is_null() && unsafe { (*r).sent_bodyct } == 0 {
+    if !r.is_null() && !headers_sent(r) {
         inst.lock().failure = Failure::Unsent;
         return APR_EGENERAL;
     }
@@ -1648,6 +1647,19 @@ fn fail_output(inst: &Instance, why: &str) -> i32 {
         AP_FILTER_ERROR
     } else {
         rv
+    }
+}
+
+/// Have the response headers gone to the client? For a subrequest (mod_include's virtual
+/// includes...) that is the main request's response.
+fn headers_sent(r: *mut sys::request_rec) -> bool {
+    // SAFETY: a live request; its main requests outlive it.
+    unsafe {
+        let mut top = r;
+        while !(*top).main.is_null() {
+            top = (*top).main;
+        }
+        (*top).sent_bodyct != 0
     }
 }
 
@@ -2120,8 +2132,7 @@ fn fail_input(inst: &Instance, why: &str) -> i32 {
     // SAFETY: live connection.
     unsafe { (*inst.c).keepalive = sys::ap_conn_keepalive_e_AP_CONN_CLOSE };
     let r = inst.request_ptr();
-    // SAFETY: the live request of the filter.
-    if r.is_null() || unsafe { (*r).sent_bodyct } != 0 {
+    if r.is_null() || headers_sent(r) {
         return APR_EGENERAL;
     }
     // SAFETY: the request and connection are alive; a brigade of our pool.

@@ -90,6 +90,7 @@ STATIC_ROUTES = {
     "/static/upper/": "UPPER",
     "/static/bb/": "UPPERBB",
     "/static/inspect/": "INSPECT",
+    "/static/passinspect/": "PASSTHROUGH;INSPECT",
     "/static/split/": "SPLITINSERT",
     "/static/kept/": "KEPT",
     "/static/raises/": "RAISES",
@@ -316,6 +317,17 @@ def test_brigade_filter_sees_file_bucket_and_passes_it_untouched(server: Apache)
     seen = json.loads(info)
     assert seen[0] == ["FILE", 18]
     assert seen[-1][0] == "EOS"
+
+
+def test_pass_on_hands_file_buckets_on_as_they_are(server: Apache) -> None:
+    # PASSTHROUGH (filter object, pass_on) then INSPECT: the second filter still gets the
+    # FILE bucket: nothing was read or copied on the way.
+    status, _, body = server.get("/static/passinspect/m16.txt")
+    assert status == 200
+    data, _, info = body.rpartition(b"\n")
+    assert data == m16()
+    seen = json.loads(info)
+    assert seen[0] == ["FILE", 16 * MIB]
 
 
 def test_brigade_split_and_insert(server: Apache) -> None:
