@@ -49,7 +49,9 @@ fn gone(g: apache::Gone) -> PyErr {
 }
 
 /// mod_python's filter object.
-#[pyclass(module = "modpy.apache", name = "Filter", frozen, dict, weakref)]
+/// No instance dict (as mod_python's filter object): state goes in `ctx`, which the garbage
+/// collector sees, so cycles through it are collected.
+#[pyclass(module = "modpy.apache", name = "Filter", frozen, weakref)]
 pub struct Filter {
     h: FilterHandle,
     ctx: Mutex<Py<PyAny>>,
@@ -284,6 +286,20 @@ impl Filter {
         let h = &self.h;
         let inner = &bb.inner;
         py.detach(|| h.pass_brigade(inner)).map_err(ferr)
+    }
+
+    /// GC support: ctx may refer back to the filter.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let Ok(ctx) = self.ctx.try_lock() {
+            visit.call(&*ctx)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Ok(mut ctx) = self.ctx.try_lock() {
+            *ctx = Python::attach(|py| py.None());
+        }
     }
 
     fn __repr__(&self) -> String {

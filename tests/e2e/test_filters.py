@@ -43,6 +43,7 @@ PythonOutputFilter filters::split_insert SPLITINSERT
 PythonOutputFilter filters::kept_bucket KEPT
 PythonOutputFilter filters::delayed DELAYED
 PythonOutputFilter filters::no_such_function NOFUNC
+PythonOutputFilter filters::cyclic CYCLIC
 PythonInputFilter filters::upper_in UPPERIN
 PythonInputFilter filters::count_in COUNTIN
 PythonInputFilter filters::raises_in RAISESIN
@@ -84,6 +85,8 @@ HANDLER_ROUTES = {
     "/h/count_count": ("count_body", None, "COUNTIN"),
     "/h/rss": ("rss", None, None),
     "/h/api": ("api_names", None, None),
+    "/h/cyclic": ("hello", "CYCLIC", None),
+    "/h/gc": ("gc_check", None, None),
 }
 
 STATIC_ROUTES = {
@@ -748,3 +751,17 @@ def test_pipe_buckets_from_cgi_do_not_hold_the_gil(apache: Callable[..., Apache]
     assert text == b"FIRST PART\nSECOND PART\n"
     # mod_cgi's own bucket type, a pipe of unknown length, read without the GIL
     assert info.startswith(b"%d " % len(text)) and b"CGI" in info, info
+
+
+def test_filter_objects_in_reference_cycles_are_collected(server: Apache) -> None:
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # one child
+    try:
+        for _ in range(5):
+            c.request("GET", "/h/cyclic")
+            r = c.getresponse()
+            assert r.read() == b"hello world\n"
+        c.request("GET", "/h/gc")
+        made, alive = map(int, c.getresponse().read().split())
+    finally:
+        c.close()
+    assert made >= 5 and alive == 0, (made, alive)

@@ -370,3 +370,25 @@ def hello_ignores_errors(req):
     except IOError:
         pass
     return apache.OK
+
+
+_cycle_refs = []
+
+
+def cyclic(f):
+    """Makes reference cycles through ctx and the instance dict (collected by the GC)."""
+    import weakref
+    if f.ctx is None:
+        f.ctx = {"self": f}
+        f.ctx["list"] = [f]
+        _cycle_refs.append(weakref.ref(f))
+    f.pass_on()
+
+
+def gc_check(req):
+    import gc
+    gc.collect()
+    alive = sum(1 for r in _cycle_refs if r() is not None)
+    req.content_type = "text/plain"
+    req.write(b"%d %d" % (len(_cycle_refs), alive))
+    return apache.OK
