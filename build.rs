@@ -81,6 +81,11 @@ fn main() {
         .allowlist_function("ap_(add_output_filter|add_input_filter|note_auth_failure)")
         .allowlist_function("apr_pool_pre_cleanup_register")
         .allowlist_var("AUTHN_.*")
+        // ---- issue 4: filters, brigades, buckets, connection handler ----
+        .allowlist_type("modpy_filter_cmd_id|ap_input_mode_t|ap_filter_type|conn_state_t")
+        .allowlist_function("ap_(register_output_filter_protocol|register_input_filter|add_input_filter|add_output_filter|remove_input_filter|remove_output_filter).*")
+        .allowlist_var("AP_NOBODY_READ|AP_NOBODY_WROTE|AP_FILTER_ERROR|APR_EOF|APR_ENOTIMPL|HUGE_STRING_LEN|AP_CONN_.*")
+        // ---- end issue 4 ----
         .allowlist_function("modpy_.*")
         .allowlist_var("modpy_.*|APR_EGENERAL")
         .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|AP_MPMQ_.*|RSRC_CONF|ACCESS_CONF|OR_.*")

@@ -11,7 +11,7 @@
 # Env:    DUR=10 WARM=3            measured / warm-up seconds per scenario
 #         CONNS=16 THREADS=2       wrk connections / threads (16 = the 16 worker threads)
 #         MPM=event|worker|prefork (event, worker: 2x8 threads; prefork: 16 processes)
-#         SYSTEMS="apache_c mod_python modpy_handler wsgi_embedded modpy_wsgi static"
+#         SYSTEMS="apache_c mod_python modpy_handler modpy_brigade wsgi_embedded modpy_wsgi static"
 #         PIN=0|1                  1: server on CPU 1, wrk on CPU 0
 #         MODPY_SO=target/release/libmod_py.so   WSGI_SO=/usr/lib/apache2/modules/mod_wsgi.so
 #         QUIET=10 QUIET_MAX=120   before each measurement wait (at most 120 s) until the
@@ -22,7 +22,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
-export SYSTEMS=${SYSTEMS:-"apache_c mod_python modpy_handler wsgi_embedded modpy_wsgi static"}
+export SYSTEMS=${SYSTEMS:-"apache_c mod_python modpy_handler modpy_brigade wsgi_embedded modpy_wsgi static"}
 export MODPY_SO=${MODPY_SO:-$REPO/target/release/libmod_py.so}
 export WSGI_SO=${WSGI_SO:-/usr/lib/apache2/modules/mod_wsgi.so}
 MODS=/usr/lib/apache2/modules

@@ -40,8 +40,24 @@ static const int id_post_read_request = MODPY_CMD_POST_READ_REQUEST_HANDLER,
                  id_authn_provider = MODPY_CMD_AUTHN_PROVIDER,
                  id_authz_provider = MODPY_CMD_AUTHZ_PROVIDER;
 #define PHASE_SYNTAX " module[::function] [module[::function] ...] [| .ext ...]"
+/* ---- issue 4 (filters, connection handler): directives; implemented in src/apache/filter.rs ---- */
+static const int id_input_filter = MODPY_CMD_INPUT_FILTER,
+                 id_output_filter = MODPY_CMD_OUTPUT_FILTER,
+                 id_connection_handler = MODPY_CMD_CONNECTION_HANDLER;
+#define MODPY_FILTER_CMDS                                                                         \
+    AP_INIT_TAKE23("PythonInputFilter", modpy_cmd_filter, INFO(id_input_filter), RSRC_CONF,      \
+                   "PythonInputFilter module[::function] NAME [CONNECTION|RESOURCE|CONTENT_SET|" \
+                   "PROTOCOL|TRANSCODE]: registers an input filter"),                            \
+    AP_INIT_TAKE23("PythonOutputFilter", modpy_cmd_filter, INFO(id_output_filter), RSRC_CONF,    \
+                   "PythonOutputFilter module[::function] NAME [CONNECTION|RESOURCE|CONTENT_SET|"\
+                   "PROTOCOL|TRANSCODE]: registers an output filter"),                           \
+    AP_INIT_TAKE1("PythonConnectionHandler", modpy_cmd_connection_handler,                       \
+                  INFO(id_connection_handler), RSRC_CONF,                                        \
+                  "PythonConnectionHandler module[::function]: Python serves the connection"),
+/* ---- end issue 4 directives ---- */
 
 const command_rec modpy_cmds[] = {
+    MODPY_FILTER_CMDS /* issue 4: see above */
     AP_INIT_RAW_ARGS("PythonHandler", modpy_cmd_raw_args, INFO(id_handler), OR_ALL,
                      "PythonHandler module[::function] [module[::function] ...] [| .ext ...]"),
     /* ---- issue 4: request phases and auth providers ---- */
@@ -209,3 +225,35 @@ void modpy_brigade_append_eos(apr_bucket_brigade *bb)
 {
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(bb->bucket_alloc));
 }
+
+/* ---- issue 4 (filters, brigades, buckets, connection I/O): APR ring macros as functions ---- */
+#include "http_protocol.h"
+
+void modpy_bucket_remove(apr_bucket *b) { APR_BUCKET_REMOVE(b); }
+void modpy_bucket_insert_before(apr_bucket *at, apr_bucket *b) { APR_BUCKET_INSERT_BEFORE(at, b); }
+void modpy_bucket_insert_after(apr_bucket *at, apr_bucket *b) { APR_BUCKET_INSERT_AFTER(at, b); }
+void modpy_brigade_insert_head(apr_bucket_brigade *bb, apr_bucket *b) { APR_BRIGADE_INSERT_HEAD(bb, b); }
+apr_bucket *modpy_brigade_last(apr_bucket_brigade *bb) { return APR_BRIGADE_LAST(bb); }
+apr_bucket *modpy_bucket_prev(apr_bucket *b) { return APR_BUCKET_PREV(b); }
+void modpy_brigade_concat(apr_bucket_brigade *a, apr_bucket_brigade *b) { APR_BRIGADE_CONCAT(a, b); }
+apr_status_t modpy_bucket_split(apr_bucket *b, apr_size_t point) { return apr_bucket_split(b, point); }
+apr_status_t modpy_bucket_setaside(apr_bucket *b, apr_pool_t *p) { return apr_bucket_setaside(b, p); }
+apr_status_t modpy_bucket_copy(apr_bucket *b, apr_bucket **c) { return apr_bucket_copy(b, c); }
+void modpy_bucket_destroy(apr_bucket *b) { apr_bucket_destroy(b); }
+int modpy_bucket_error_status(const apr_bucket *b)
+{
+    return AP_BUCKET_IS_ERROR(b) ? ((const ap_bucket_error *)b->data)->status : -1;
+}
+apr_bucket *modpy_bucket_heap_copy(const char *buf, apr_size_t len, apr_bucket_alloc_t *list)
+{
+    return apr_bucket_heap_create(buf, len, NULL, list);
+}
+apr_bucket *modpy_bucket_flush(apr_bucket_alloc_t *list) { return apr_bucket_flush_create(list); }
+apr_bucket *modpy_bucket_eos(apr_bucket_alloc_t *list) { return apr_bucket_eos_create(list); }
+apr_bucket *modpy_bucket_error(int status, apr_pool_t *p, apr_bucket_alloc_t *list)
+{
+    return ap_bucket_error_create(status, NULL, p, list);
+}
+int modpy_status_is_eagain(apr_status_t s) { return APR_STATUS_IS_EAGAIN(s); }
+int modpy_status_is_timeup(apr_status_t s) { return APR_STATUS_IS_TIMEUP(s); }
+/* ---- end issue 4 ---- */

@@ -113,4 +113,37 @@ void modpy_brigade_append_transient(apr_bucket_brigade *bb, const char *buf, apr
 void modpy_brigade_append_flush(apr_bucket_brigade *bb);
 void modpy_brigade_append_eos(apr_bucket_brigade *bb);
 
+/* ---- issue 4 (filters, brigades, buckets, connection handler): see shim.c ---- */
+enum modpy_filter_cmd_id {
+    MODPY_CMD_INPUT_FILTER = 101,
+    MODPY_CMD_OUTPUT_FILTER,
+    MODPY_CMD_CONNECTION_HANDLER
+};
+/* Implemented in Rust (src/apache/filter.rs). */
+const char *modpy_cmd_filter(cmd_parms *cmd, void *mconfig, const char *a1, const char *a2,
+                             const char *a3);
+const char *modpy_cmd_connection_handler(cmd_parms *cmd, void *mconfig, const char *a1);
+
+void modpy_bucket_remove(apr_bucket *b);
+void modpy_bucket_insert_before(apr_bucket *at, apr_bucket *b);
+void modpy_bucket_insert_after(apr_bucket *at, apr_bucket *b);
+void modpy_brigade_insert_head(apr_bucket_brigade *bb, apr_bucket *b);
+apr_bucket *modpy_brigade_last(apr_bucket_brigade *bb);
+apr_bucket *modpy_bucket_prev(apr_bucket *b);
+void modpy_brigade_concat(apr_bucket_brigade *a, apr_bucket_brigade *b);
+apr_status_t modpy_bucket_split(apr_bucket *b, apr_size_t point);
+apr_status_t modpy_bucket_setaside(apr_bucket *b, apr_pool_t *p);
+apr_status_t modpy_bucket_copy(apr_bucket *b, apr_bucket **c);
+void modpy_bucket_destroy(apr_bucket *b);
+/* The status of an ERROR bucket (ap_bucket_error), -1 for any other bucket. */
+int modpy_bucket_error_status(const apr_bucket *b);
+/* A heap bucket holding a copy of buf. */
+apr_bucket *modpy_bucket_heap_copy(const char *buf, apr_size_t len, apr_bucket_alloc_t *list);
+apr_bucket *modpy_bucket_flush(apr_bucket_alloc_t *list);
+apr_bucket *modpy_bucket_eos(apr_bucket_alloc_t *list);
+apr_bucket *modpy_bucket_error(int status, apr_pool_t *p, apr_bucket_alloc_t *list);
+int modpy_status_is_eagain(apr_status_t s);
+int modpy_status_is_timeup(apr_status_t s);
+/* ---- end issue 4 ---- */
+
 #endif

@@ -283,3 +283,6 @@ mod tests {
         assert!(DirConfig::default().content_handlers().is_empty());
     }
 }
+
+// ---- issue 4: filter and connection-handler directives (src/config/filters.rs) ----
+pub mod filters;

@@ -37,13 +37,17 @@ REPO = BENCH.parent
 APACHE2 = shutil.which("apache2", path="/usr/sbin:/usr/bin") or "/usr/sbin/apache2"
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 MODPY_COPY = "libmod_py.so"  # in the run directory: what the modpy_* systems load
-DEFAULT_SYSTEMS = "apache_c mod_python modpy_handler wsgi_embedded modpy_wsgi static"
+DEFAULT_SYSTEMS = "apache_c mod_python modpy_handler modpy_brigade wsgi_embedded modpy_wsgi static"
 
 HELLO = b"Hello, World!\n"
 K64 = (b"0123456789abcdef" * 4096)[:65536]
 _LINE = b"the quick brown fox jumps over the lazy dog 0123456789\n"
 MIB = (_LINE * (1048576 // len(_LINE) + 1))[:1048576]
-EXPECT: dict[str, bytes] = {"hello": HELLO, "get_64k": K64, "post_echo_1m": MIB}
+EXPECT: dict[str, bytes] = {
+    "hello": HELLO, "get_64k": K64, "post_echo_1m": MIB,
+    # htdocs/1m.txt as it is, and through an upper-casing output filter (C or Python)
+    "file_1m": MIB, "file_1m_upper": MIB.upper(),
+}
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ def make_readable(root: Path) -> None:
 def prepare(run: Path, opts: Options, log: Log) -> None:
     """RUN/htdocs, RUN/expect, RUN/apps, RUN/pylib (a readable copy), RUN/<system>/, mod_bench.so."""
     for name, data in {
-        "htdocs/hello.txt": HELLO, "htdocs/64k.bin": K64,
+        "htdocs/hello.txt": HELLO, "htdocs/64k.bin": K64, "htdocs/1m.txt": MIB,
+        **{f"htdocs/{d}/1m.txt": MIB for d in ("c", "f", "fb")},
         **{f"expect/{k}": v for k, v in EXPECT.items()},
     }.items():
         (run / name).parent.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ COLUMNS: list[str] = [
 # mod_py's systems and what each is compared with (ratio tables under the main table)
 COMPARISONS: list[tuple[str, tuple[str, ...]]] = [
     ("modpy_handler", ("mod_python", "apache_c")),
+    ("modpy_brigade", ("mod_python", "apache_c")),
     ("modpy_wsgi", ("wsgi_embedded", "apache_c")),
 ]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 MODS = "/usr/lib/apache2/modules"
 
 # The scenarios, in the order they run (expected bodies: bench.EXPECT; post_* are POSTs).
-SCENARIOS: tuple[str, ...] = ("hello", "get_64k", "post_echo_1m")
+SCENARIOS: tuple[str, ...] = ("hello", "get_64k", "post_echo_1m", "file_1m", "file_1m_upper")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ PY_LOCATIONS = """
     SetHandler {handler}
     PythonHandler mp_app::echo
 </Location>
+PythonOutputFilter mp_app::upper UPPER
+<Location /f/>
+    SetOutputFilter UPPER
+</Location>
 """
 
 SYSTEMS: dict[str, System] = {
@@ -46,9 +50,13 @@ SYSTEMS: dict[str, System] = {
         System(
             "apache_c",
             "C handlers (apps/mod_bench.c, built with apxs at run time): no Python, no file I/O",
-            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo"},
+            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo", "file_1m_upper": "/c/1m.txt"},
             """
 LoadModule bench_module {run}/{name}/mod_bench.so
+LoadModule case_filter_module {mods}/mod_case_filter.so
+<Location /c/>
+    SetOutputFilter CaseFilter
+</Location>
 <Location /hello>
     SetHandler bench_hello
 </Location>
@@ -64,7 +72,7 @@ LoadModule bench_module {run}/{name}/mod_bench.so
         System(
             "mod_python",
             "mod_python 3.5 running apps/mp_app.py, PythonInterpreter main_interpreter",
-            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo"},
+            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo", "file_1m_upper": "/f/1m.txt"},
             """
 LoadModule python_module {mods}/mod_python.so
 PythonPath "sys.path + ['{run}/apps']"
@@ -76,7 +84,7 @@ PythonInterpreter main_interpreter
         System(
             "modpy_handler",
             "mod_py (MODPY_SO) running the same apps/mp_app.py",
-            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo"},
+            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo", "file_1m_upper": "/f/1m.txt"},
             """
 LoadModule py_module {modpy_so}
 PythonPath "sys.path + ['{run}/apps']"
@@ -95,9 +103,22 @@ WSGIApplicationGroup %{{GLOBAL}}
 """,
         ),
         System(
+            "modpy_brigade",
+            "mod_py: file_1m_upper through mp_app::upper_bb, the same filter written with the brigade API",
+            {"file_1m_upper": "/fb/1m.txt"},
+            """
+LoadModule py_module {modpy_so}
+PythonPath "sys.path + ['{run}/apps']"
+PythonOutputFilter mp_app::upper_bb UPPERBB
+<Location /fb/>
+    SetOutputFilter UPPERBB
+</Location>
+""",
+        ),
+        System(
             "static",
             "Apache core serving files with the same bytes (reference; no POST scenario)",
-            {"hello": "/hello.txt", "get_64k": "/64k.bin"},
+            {"hello": "/hello.txt", "get_64k": "/64k.bin", "file_1m": "/1m.txt"},
             "",
         ),
         System(

@@ -10,6 +10,10 @@ from __future__ import annotations
 import _modpy
 from _modpy import SERVER_RETURN, Connection, Request, Server, Table  # noqa: F401
 
+# Filters (PythonInputFilter / PythonOutputFilter): mod_python's filter object and the
+# brigade API; APRError is raised by their I/O methods (and by Connection.read/write).
+from _modpy import APRError, Brigade, Bucket, Filter  # noqa: F401
+
 # Every constant mod_py was built with (OK, DECLINED, DONE, HTTP_*, M_*, APLOG_*, AUTH_*, ...).
 for _name in dir(_modpy):
     if _name.isupper() and isinstance(getattr(_modpy, _name), int):
@@ -58,4 +62,4 @@ def mpm_query(code: int | str) -> int:
 
 __all__ = sorted({name for name in globals() if name.isupper()} | {
     "Connection", "Request", "Server", "Table", "log_error", "main_server", "mpm_query",
-})
+} | {"APRError", "Brigade", "Bucket", "Filter"})

@@ -117,4 +117,15 @@ impl ConnectionRef<'_> {
     pub fn log_error(&self, level: i32, status: i32, msg: &str) {
         super::log::cerror(self.c, level, status, msg);
     }
+
+    // ---- issue 4 (filters, connection handler) ----
+
+    /// The connection's liveness flag (cleared when its pool goes).
+    pub fn liveness(&self) -> super::pool::Liveness {
+        self.owner.live.clone()
+    }
+
+    pub fn as_ptr(&self) -> *mut sys::conn_rec {
+        self.c
+    }
 }

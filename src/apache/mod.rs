@@ -18,6 +18,12 @@ pub mod phase_state;
 pub mod provider;
 pub mod subrequest;
 
+// ---- issue 4: filters, brigades, buckets, connection I/O ----
+pub mod brigade;
+pub mod connio;
+pub mod filter;
+// ---- end issue 4 ----
+
 pub use connection::Connection;
 pub use pool::Gone;
 pub use request::Request;

@@ -95,4 +95,29 @@ impl Connection {
         self.inner.get().map_err(gone)?.log_error(level, 0, message);
         Ok(())
     }
+
+    // ---- issue 4: reading and writing the connection (src/python/connio.rs) ----
+
+    /// Up to `len` bytes from the client: len 0 (the default) gives what has arrived (at most
+    /// 8192 bytes), len < 0 everything until the client closes; b"" at the end.
+    #[pyo3(signature = (len=0))]
+    fn read<'py>(&self, py: Python<'py>, len: i64) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        super::connio::read(py, &self.inner, len)
+    }
+
+    /// One line (up to and including b"\n"; at most `len` bytes if len > 0); b"" at the end.
+    #[pyo3(signature = (len=0))]
+    fn readline<'py>(
+        &self,
+        py: Python<'py>,
+        len: i64,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        super::connio::readline(py, &self.inner, len)
+    }
+
+    /// Sends data to the client (then a FLUSH, unless flush=0), the GIL released meanwhile.
+    #[pyo3(signature = (data, flush=1))]
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flush: i32) -> PyResult<()> {
+        super::connio::write(py, &self.inner, data, flush != 0)
+    }
 }

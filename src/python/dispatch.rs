@@ -227,7 +227,7 @@ fn handler_callable<'py>(
 }
 
 /// `function` may be dotted (`obj.method`), as in mod_python.
-pub(super) fn resolve<'py>(
+pub(crate) fn resolve<'py>(
     module: &Bound<'py, PyModule>,
     function: &str,
 ) -> PyResult<Bound<'py, PyAny>> {

@@ -15,6 +15,13 @@ mod auth;
 mod phases;
 mod subrequest;
 
+// ---- issue 4: filters, brigades, buckets, connection handler ----
+mod brigade;
+mod connio;
+mod filter;
+pub(crate) use filter::add_to_module as add_filter_classes;
+// ---- end issue 4 ----
+
 use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, PostConfigHook, RequestHook};
 use crate::apache::pool::Pool;
 use crate::apache::request::{StrField, TableField};
@@ -45,6 +52,7 @@ pub fn register_child_cleanup(f: Box<dyn FnOnce() + Send>) {
 
 pub fn register_hooks() {
     hooks::hook_post_config::<PostConfig>(Order::Middle);
+    filter::register_hooks(); // issue 4: filters, connection handler
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
     hooks::hook_translate_name::<WsgiScriptAlias>(Order::Middle);

@@ -62,6 +62,7 @@ pub fn _modpy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mpm_query, m)?)?;
     m.add("APLOG_DEFAULT_ERR", log::APLOG_ERR)?;
     super::wsgi::add_to_module(m)?;
+    super::add_filter_classes(m)?; // issue 4: Filter, Brigade, Bucket, APRError, AP_MODE_*...
     Ok(())
 }
 
