@@ -155,7 +155,12 @@ struct CachedHandler {
     callable: Py<PyAny>,
     file: Option<String>,
     mtime: Option<f64>,
+    /// When the file was last stat()ed: PythonAutoReload looks at most once a second per
+    /// handler, as mod_python does (a stat per request is a syscall under the GIL).
+    checked: std::time::Instant,
 }
+
+const AUTORELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// directory ("" for none) -> handler string -> resolved handler: the per-request lookup is
 /// two &str hash lookups, no Python object created. Never held across a Python call.
@@ -187,7 +192,9 @@ fn handler_callable<'py>(
             .map(|c| {
                 (
                     c.callable.clone_ref(py),
-                    c.file.clone().filter(|_| autoreload),
+                    c.file
+                        .clone()
+                        .filter(|_| autoreload && c.checked.elapsed() >= AUTORELOAD_INTERVAL),
                     c.mtime,
                 )
             })
@@ -197,6 +204,14 @@ fn handler_callable<'py>(
     }
     if let Some((callable, Some(file), mtime)) = &cached {
         if file_mtime(file) == *mtime {
+            let mut guard = HANDLERS.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = guard
+                .as_mut()
+                .and_then(|m| m.get_mut(dir))
+                .and_then(|m| m.get_mut(key.as_ref()))
+            {
+                c.checked = std::time::Instant::now();
+            }
             return Ok(callable.clone_ref(py).into_bound(py));
         }
     }
@@ -213,6 +228,7 @@ fn handler_callable<'py>(
         callable: callable.clone().unbind(),
         file,
         mtime,
+        checked: std::time::Instant::now(),
     };
     let old = {
         let mut guard = HANDLERS.lock().unwrap_or_else(|p| p.into_inner());

@@ -67,6 +67,30 @@ impl Request {
         Ok(f(self.inner.get().map_err(gone)?.rec()))
     }
 
+    /// `n` body bytes read straight into a new bytes object, GIL released (fewer only if
+    /// the body ends early).
+    fn read_exact_or_eof<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let req = &self.inner;
+        let mut short = None;
+        let bytes = PyBytes::new_with(py, n, |buf| {
+            let got = py
+                .detach(|| {
+                    req.get()
+                        .map_err(apache::request::Error::Gone)?
+                        .read_into(buf)
+                })
+                .map_err(|e| req_err(py, e))?;
+            if got < buf.len() {
+                short = Some(got);
+            }
+            Ok(())
+        })?;
+        Ok(match short {
+            None => bytes,
+            Some(got) => PyBytes::new(py, &bytes.as_bytes()[..got]),
+        })
+    }
+
     /// Reads up to `n` body bytes (fewer only at the end of the body), GIL released.
     fn read_n(&self, py: Python<'_>, n: usize) -> PyResult<Vec<u8>> {
         let mut buf = vec![0u8; n];
@@ -533,13 +557,27 @@ impl Request {
             *self.rbuf.lock().unwrap_or_else(|e| e.into_inner()) = rest;
             return Ok(PyBytes::new(py, &out));
         }
+        let req = &self.inner;
         if len >= 0 {
+            // read(n) with nothing read ahead and a known body length (the common case of
+            // WSGI frameworks): straight into the bytes object, no zero-filled buffer, no copy.
+            if out.is_empty() {
+                let remaining = py
+                    .detach(|| {
+                        req.get()
+                            .map_err(apache::request::Error::Gone)?
+                            .body_remaining()
+                    })
+                    .map_err(|e| req_err(py, e))?;
+                if let Some(rem) = remaining {
+                    return self.read_exact_or_eof(py, (len as u64).min(rem) as usize);
+                }
+            }
             let more = self.read_n(py, len as usize - out.len())?;
             out.extend_from_slice(&more);
             return Ok(PyBytes::new(py, &out));
         }
         // Everything: Content-Length bodies in one read of the known size, else by chunks.
-        let req = &self.inner;
         let remaining = py
             .detach(|| {
                 req.get()

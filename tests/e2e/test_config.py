@@ -117,6 +117,7 @@ def test_autoreload(apache: Callable[..., Apache], mpm: str) -> None:
         p.write_text(changed)
         st = p.stat()
         os.utime(p, (st.st_atime, st.st_mtime + 5))
+    time.sleep(1.1)  # PythonAutoReload looks at a module's file at most once a second
     for _ in range(6):
         assert a.get("/on")[2] == b"/on CHANGED from re_on\n"
         assert a.get("/off")[2] == b"/off from re_off\n"
