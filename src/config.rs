@@ -44,6 +44,9 @@ pub struct DirConfig {
     pub debug: Option<bool>,
     pub autoreload: Option<bool>,
     pub interpreter: Option<String>,
+    /// PythonHandler was set inside <Location>: there is no file behind the URL, so the
+    /// translate phase skips the file-system walk (mod_python's d_is_location).
+    pub location_handler: Option<bool>,
     /// mod_wsgi's per-directory directives.
     pub wsgi: crate::wsgi::config::WsgiDirConfig,
     // ---- request phases other than the content phase (src/phase.rs) ----
@@ -71,6 +74,7 @@ impl DirConfig {
             debug: add.debug.or(base.debug),
             autoreload: add.autoreload.or(base.autoreload),
             interpreter: add.interpreter.clone().or_else(|| base.interpreter.clone()),
+            location_handler: add.location_handler.or(base.location_handler),
             wsgi: crate::wsgi::config::WsgiDirConfig::merge(&base.wsgi, &add.wsgi),
             phases: crate::phase::PhaseLists::merge(&base.phases, &add.phases),
         }

@@ -92,6 +92,8 @@ pub(super) struct Cmd {
     pub(super) name: String,
     /// The directory of the enclosing <Directory> / .htaccess (not <Location>: a URL).
     pub(super) directory: Option<String>,
+    /// Inside a <Location> / <LocationMatch> section.
+    pub(super) in_location: bool,
 }
 
 pub(super) unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
@@ -137,6 +139,7 @@ pub(super) unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
             id,
             name: String::from_utf8_lossy(name).into_owned(),
             directory,
+            in_location,
         }
     }
 }
@@ -173,6 +176,7 @@ pub unsafe extern "C" fn modpy_cmd_raw_args(
                 let mut list = dc.handlers.as_deref().cloned().unwrap_or_default();
                 list.append(&mut entries);
                 dc.handlers = Some(Arc::new(list));
+                dc.location_handler = Some(info.in_location);
             })
         }
         sys::modpy_cmd_id_MODPY_CMD_PATH => {

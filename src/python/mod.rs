@@ -56,6 +56,7 @@ pub fn register_hooks() {
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
     hooks::hook_translate_name::<WsgiScriptAlias>(Order::Middle);
+    hooks::hook_translate_name::<LocationHandler>(Order::Middle);
     phases::register_hooks();
 }
 
@@ -223,5 +224,21 @@ impl PostConfigHook for PostConfig {
             env!("MODPY_PYTHON_VERSION")
         ));
         dispatch::OK
+    }
+}
+
+/// A PythonHandler set in a <Location> serves a URL with no file behind it: as mod_python
+/// does, translation ends here without a file name, so Apache does not walk the file system
+/// (one stat per path component) for every request.
+struct LocationHandler;
+
+impl RequestHook for LocationHandler {
+    fn run(hr: &HookRequest) -> i32 {
+        let c = hr.dir_config();
+        if c.location_handler == Some(true) && c.handlers.as_ref().is_some_and(|h| !h.is_empty()) {
+            dispatch::OK
+        } else {
+            dispatch::DECLINED
+        }
     }
 }

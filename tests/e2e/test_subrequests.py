@@ -24,6 +24,15 @@ PythonOption htdocs @ROOT@/htdocs
 <Location /sr>
     SetHandler modpy
 </Location>
+# A handler with a file name (PythonHandler in a <Location> has none, as in mod_python):
+# lookup_file resolves relative to it.
+Alias /srfile @ROOT@/htdocs/dir
+<Directory @ROOT@/htdocs/dir>
+    <Files lookup>
+        SetHandler modpy
+        PythonHandler subreq::lookup
+    </Files>
+</Directory>
 <Location /sr/denied>
     Require all denied
 </Location>
@@ -92,7 +101,7 @@ def wait_log(a: Apache, needle: str, timeout: float = 10.0) -> str:
 
 
 def test_lookup_uri_and_file(server: Apache) -> None:
-    f = get_json(server, "/sr/lookup")
+    f = get_json(server, "/srfile/lookup")
     assert f["status"] == 200 and f["uri"] == "/static.txt"
     assert f["filename"] == str(server.root / "htdocs" / "static.txt")
     assert f["content_type"] == "text/plain"
@@ -100,7 +109,7 @@ def test_lookup_uri_and_file(server: Apache) -> None:
     assert f["denied_status"] == 403
     assert f["file_filename"] == str(server.root / "htdocs" / "dir" / "other.txt")
     assert f["file_ctype"] == "text/plain"
-    assert f["relative_uri"] == "/sr/dir/other.txt"
+    assert f["relative_uri"] == "/srfile/dir/other.txt"
     assert f["repr"] == "<modpy.apache.Request GET /static.txt>"
 
 
