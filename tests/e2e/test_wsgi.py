@@ -165,6 +165,14 @@ def test_1gib_upload_rss_flat(server: Apache) -> None:
 
 
 def test_1gib_download(server: Apache) -> None:
+    from harness import rss_kib
+
+    def children_rss() -> int:
+        return sum(rss_kib(p) for p in server.children())
+
+    server.get("/wsgi/big?mib=1")  # warm every child up to its working size
+    before = children_rss()
+    peak = before
     c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
     c.request("GET", "/wsgi/big?mib=1024")
     r = c.getresponse()
@@ -174,8 +182,12 @@ def test_1gib_download(server: Apache) -> None:
         if not b:
             break
         total += len(b)
+        if total % (128 << 20) == 0:
+            peak = max(peak, children_rss())
     c.close()
     assert r.status == 200 and total == 1 << 30
+    # Streaming 1 GiB through the generator keeps the children's memory flat.
+    assert peak - before < 32 * 1024, (before, peak)
 
 
 def test_response_shapes(server: Apache) -> None:
