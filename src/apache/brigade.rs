@@ -459,7 +459,7 @@ impl Brigade {
         Ok((len >= 0).then_some(len))
     }
 
-    /// Reads every bucket that needs I/O (FILE, PIPE, SOCKET, unknown length) into memory,
+    /// Reads every bucket that may wait (PIPE, SOCKET, unknown length) into memory,
     /// so that `flatten_with` then only copies. Call without the GIL.
     pub fn load_all(&self) -> Result<(), BbError> {
         let _ok = self.check()?;
@@ -868,21 +868,15 @@ impl Bucket {
         })
     }
 
-    /// Would reading this bucket wait for I/O (FILE, PIPE, SOCKET, unknown length)?
+    /// Would reading this bucket wait for another process or the network (see
+    /// filter::needs_io)?
     pub fn needs_io(&self) -> bool {
         self.with(|st| {
             let Some(bb) = &st.brigade else {
                 return Ok(false);
             };
-            // SAFETY: a live bucket of a valid brigade; only its type and length are read.
-            Ok(unsafe {
-                let b = &*self.0.b;
-                b.length == sys::apr_size_t::MAX
-                    || matches!(
-                        super::pool::cstr((*b.type_).name).unwrap_or_default(),
-                        b"FILE" | b"PIPE" | b"SOCKET"
-                    )
-            } && !bb.raw().is_null())
+            // SAFETY: a live bucket of its valid brigade.
+            Ok(unsafe { super::filter::needs_io(self.0.b, bb.raw()) })
         })
         .unwrap_or(false)
     }

@@ -839,8 +839,8 @@ impl FilterHandle {
         }
     }
 
-    /// Does the next read have to wait for I/O (a FILE, PIPE or SOCKET bucket, or one of
-    /// unknown length, at the head of the input)? Then call `prefetch` first, without the GIL.
+    /// Does the next read have to wait (a PIPE or SOCKET bucket, or one of unknown length, at
+    /// the head of the input)? Then call `prefetch` first, without the GIL.
     pub fn head_needs_io(&self) -> bool {
         let Ok((inst, st)) = self.in_call() else {
             return false;
@@ -854,8 +854,8 @@ impl FilterHandle {
         !src.is_null() && unsafe { needs_io(sys::modpy_brigade_first(src), src) }
     }
 
-    /// Reads the head bucket into memory (apr_bucket_read: a FILE bucket is memory-mapped or
-    /// read, a PIPE or SOCKET bucket waits for data), so that `read` then only copies.
+    /// Reads the head bucket into memory (apr_bucket_read: a PIPE or SOCKET bucket waits for
+    /// data), so that `read` then only copies.
     /// Call with the GIL released.
     pub fn prefetch(&self) -> Result<(), FilterError> {
         let (inst, st) = self.in_call()?;
@@ -1225,7 +1225,8 @@ fn ensure(
     *slot
 }
 
-/// Is `e` (the head of `bb`) a data bucket whose read may wait for I/O?
+/// Is `e` a data bucket whose read may wait for another process or the network (PIPE,
+/// SOCKET, or any bucket of unknown length, such as mod_cgi's)?
 ///
 /// # Safety
 /// `bb` must be a valid brigade and `e` one of its buckets (or its sentinel).
@@ -1238,9 +1239,11 @@ pub(crate) unsafe fn needs_io(e: *mut sys::apr_bucket, bb: *mut sys::apr_bucket_
         if (*e).length == sys::apr_size_t::MAX {
             return true;
         }
+        // FILE buckets are memory-mapped (or read from the page cache): no waiting worth a
+        // GIL hand-over; the page faults come with the copy anyway.
         matches!(
             cstr((*(*e).type_).name).unwrap_or_default(),
-            b"FILE" | b"PIPE" | b"SOCKET"
+            b"PIPE" | b"SOCKET"
         )
     }
 }
@@ -1331,7 +1334,7 @@ pub(crate) unsafe fn read_head(
                 return Ok(Head::Meta(e, sys::modpy_bucket_is_flush(e) != 0));
             }
             if head.total > 0 && needs_io(e, bb) {
-                // Data in hand: return it rather than wait (with the GIL) for a file or pipe.
+                // Data in hand: return it rather than wait (with the GIL) for a pipe.
                 break;
             }
             let mut data: *const c_char = std::ptr::null();

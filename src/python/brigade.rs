@@ -278,7 +278,7 @@ impl Bucket {
     #[pyo3(signature = (block=true))]
     fn read<'py>(&self, py: Python<'py>, block: bool) -> PyResult<Bound<'py, PyBytes>> {
         if self.inner.needs_io() {
-            // The I/O part (mmap, read(), waiting on a pipe) without the GIL.
+            // Waiting on a pipe or socket happens without the GIL.
             let b = &self.inner;
             py.detach(|| b.load(block)).map_err(bb_err)?;
         }

@@ -74,7 +74,7 @@ impl Filter {
         let input = self.h.is_input().map_err(gone)?;
         loop {
             if self.h.head_needs_io() {
-                // A file, pipe or socket bucket: its read waits for I/O, without the GIL.
+                // A pipe or socket bucket: its read waits, without the GIL.
                 let h = &self.h;
                 py.detach(|| h.prefetch()).map_err(ferr)?;
             }

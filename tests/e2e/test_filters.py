@@ -127,6 +127,8 @@ def conf() -> str:
         "</Location>\nAlias /static/provider/ @ROOT@/htdocs/"
     )
     parts.append('<Location /static/includes/>\n    Options +Includes\n    AddType text/html .shtml\n</Location>')
+    # by file extension, in the document root
+    parts.append("<Directory @ROOT@/htdocs>\n    AddOutputFilter UPPER .up\n</Directory>")
     return "\n".join(parts)
 
 
@@ -142,6 +144,7 @@ def make_server(mpm: str, **kw) -> Apache:
     (d / "m16.txt").write_bytes(m16())
     (d / "page.shtml").write_bytes(b'before <!--#echo var="DOCUMENT_NAME" --> after\n')
     (d / "data.bin").write_bytes(b"binary stays lower\n")
+    (d / "shout.up").write_bytes(b"by extension\n")
     return a
 
 
@@ -300,6 +303,11 @@ def test_python_filter_then_deflate(server: Apache) -> None:
 def test_includes_then_python_filter(server: Apache) -> None:
     status, _, body = server.get("/static/includes/page.shtml")
     assert (status, body) == (200, b"BEFORE PAGE.SHTML AFTER\n")
+
+
+def test_add_output_filter_by_extension(server: Apache) -> None:
+    assert server.get("/shout.up")[2] == b"BY EXTENSION\n"
+    assert server.get("/small.txt")[2] == b"hello static file\n"
 
 
 def test_filter_provider(server: Apache) -> None:
