@@ -204,6 +204,17 @@ class Apache:
         self.stop()
 
 
+def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
+    """The error log once it contains `needle` (AssertionError with its tail after `timeout`)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = a.log_text()
+        if needle in text:
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -13,7 +13,7 @@ import pytest
 import requests
 from requests.auth import HTTPBasicAuth, HTTPDigestAuth
 
-from harness import MPMS, Apache
+from harness import Apache, MPMS, wait_log
 
 APPS = Path(__file__).parent / "apps"
 MODULES = ("authn_core", "authn_file", "authz_user", "auth_basic", "auth_digest")
@@ -109,14 +109,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Apache]:
     a.remove()
 
 
-def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = a.log_text()
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
 
 
 def get(a: Apache, path: str, auth=None, headers=None) -> requests.Response:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from harness import MPMS, Apache, free_port
+from harness import Apache, MPMS, free_port, wait_log
 
 APPS = Path(__file__).parent / "apps"
 
@@ -118,14 +118,6 @@ def recv_all(s: socket.socket) -> bytes:
         buf += b
 
 
-def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = a.log_text()
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
 
 
 def test_echo_line_protocol(server: Apache) -> None:

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness import MPMS, Apache, free_port, rss_kib
+from harness import Apache, MPMS, free_port, rss_kib, wait_log
 
 APPS = Path(__file__).parent / "apps"
 MIB = 1 << 20
@@ -160,14 +160,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Apache]:
     a.remove()
 
 
-def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = a.log_text()
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
 
 
 def get_raw(a: Apache, path: str, headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict, bytes, Exception | None]:

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from harness import MPMS, Apache
+from harness import Apache, MPMS, wait_log
 
 APPS = Path(__file__).parent / "apps"
 
@@ -76,14 +76,6 @@ def get_json(a: Apache, path: str, **kw) -> dict:
     return json.loads(body)
 
 
-def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = a.log_text()
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
 
 
 def test_hello(server: Apache) -> None:

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness import MPMS, Apache
+from harness import Apache, MPMS, wait_log
 
 APPS = Path(__file__).parent / "apps"
 
@@ -191,14 +191,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Apache]:
     a.remove()
 
 
-def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = a.log_text()
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
 
 
 def get_json(a: Apache, path: str, **kw) -> dict:

@@ -13,7 +13,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness import MPMS, Apache
+import harness
+from harness import Apache, MPMS
 
 APPS = Path(__file__).parent / "apps"
 MODULES = ("deflate", "include", "case_filter", "case_filter_in")
@@ -90,14 +91,9 @@ def get_json(a: Apache, path: str, **kw) -> dict:
     return json.loads(body)
 
 
+
 def wait_log(a: Apache, needle: str, timeout: float = 10.0) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = a.log_text()
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
+    return harness.wait_log(a, needle, timeout)
 
 
 def test_lookup_uri_and_file(server: Apache) -> None:

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from harness import MPMS, Apache
+from harness import Apache, MPMS, wait_log
 
 APPS = Path(__file__).parent / "wsgi_apps"
 GOOD = ["hello", "env", "echo", "echo_lines", "count", "stream", "big", "empty", "status_custom",
@@ -74,14 +74,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     a.remove()
 
 
-def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = a.log_text()
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
 
 
 def env_of(a: Apache, path: str = "/wsgi/env", **kw) -> dict:

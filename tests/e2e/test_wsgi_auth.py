@@ -16,7 +16,7 @@ import pytest
 import requests
 from requests.auth import HTTPBasicAuth, HTTPDigestAuth
 
-from harness import MPMS, Apache
+from harness import Apache, MPMS, wait_log
 
 MODULES = ("authn_core", "authn_file", "authz_user", "auth_basic", "auth_digest", "setenvif")
 
@@ -195,14 +195,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Apache]:
     a.remove()
 
 
-def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = a.log_text()
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in error log:\n{a.log_text()[-3000:]}")
 
 
 REQ_IDS = itertools.count()

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from harness import MPMS, Apache
+from harness import Apache, MPMS, wait_log
 
 FILES = {
     "cgi/app.wsgi": """
@@ -122,13 +122,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Apache]:
     a.remove()
 
 
-def wait_log(a: Apache, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.time() + timeout
-    while needle not in a.log_text() and time.time() < deadline:
-        time.sleep(0.05)
-    text = a.log_text()
-    assert needle in text, text[-3000:]
-    return text
 
 
 def test_addhandler_needs_execcgi(server: Apache) -> None:
