@@ -67,6 +67,8 @@ class Apache:
         self.root = root or Path(tempfile.mkdtemp(prefix=f"modpy-{mpm}-"))
         os.chmod(self.root, 0o755)
         (self.root / "htdocs").mkdir(exist_ok=True)
+        (self.root / "cores").mkdir(exist_ok=True)
+        os.chmod(self.root / "cores", 0o1777)
         self.port = free_port()
         self.env = dict(CLEAN_ENV, MODPY_PYLIB=str(self.pylib()), **(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,6 +101,8 @@ class Apache:
             "GracefulShutdownTimeout 5",
             mpm_conf,
             f"Mutex file:{self.root} default",
+            # a crashing child leaves ServerRoot/core (with `ulimit -c unlimited`) for gdb
+            f"CoreDumpDirectory {self.root}/cores",
             body.replace("@ROOT@", str(self.root)),
         ]
         self.conf = self.root / "httpd.conf"
@@ -155,13 +159,21 @@ class Apache:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+        # graceful-stop (SIGWINCH), then SIGTERM, then SIGKILL. Not SIGTERM first: mpm_event's
+        # ungraceful stop (close_worker_sockets) reads worker_sockets[] while worker threads
+        # free them, and its main thread segfaults in apr_os_sock_get now and then (a race
+        # inside httpd, seen in a core dump from this harness: no mod_py frame on any thread).
+        for sig, wait in ((signal.SIGWINCH, 10), (signal.SIGTERM, 10)):
+            if self.proc.poll() is not None:
+                break
+            os.kill(self.proc.pid, sig)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=wait)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                continue
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
         # children that outlived the parent (should not happen) are killed by PID
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
