@@ -87,6 +87,7 @@ fn main() {
         .allowlist_var("AP_NOBODY_READ|AP_NOBODY_WROTE|AP_FILTER_ERROR|APR_EOF|APR_ENOTIMPL|HUGE_STRING_LEN|AP_CONN_.*")
         // ---- end issue 4 ----
         .allowlist_function("modpy_.*")
+        .allowlist_var("APR_OC_REASON_.*|AP_SQ_.*")
         .allowlist_var("modpy_.*|APR_EGENERAL")
         .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|AP_MPMQ_.*|RSRC_CONF|ACCESS_CONF|OR_.*")
         .allowlist_var("OPT_EXECCGI|AP_MAX_REG_MATCH|AP_SERVER_.*_NUMBER|PROXYREQ_.*|APR_SUCCESS|APR_EOF|APR_HOOK_.*|REQUEST_.*|AP_REQ_.*|AP_CONDITIONAL_.*|APR_FINFO_.*|APR_READ|APR_FOPEN_.*|APR_OS_DEFAULT|AP_FILTER_.*|AP_MODE_.*|APR_BLOCK_READ|APR_NONBLOCK_READ|APR_INCOMPLETE|APR_TIMEUP|APR_ENOTIMPL|AP_AUTH.*|AUTHZ_.*|AUTH_.*")

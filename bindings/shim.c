@@ -25,7 +25,7 @@ static const int wsgi_ids[] = {
     MODPY_WSGI_PASS_AUTHORIZATION, MODPY_WSGI_CHUNKED_REQUEST, MODPY_WSGI_ERROR_OVERRIDE,
     MODPY_WSGI_TRUSTED_PROXIES, MODPY_WSGI_TRUSTED_PROXY_HEADERS, MODPY_WSGI_HANDLER_SCRIPT,
     MODPY_WSGI_RESTRICT_EMBEDDED, MODPY_WSGI_ACCESS_SCRIPT, MODPY_WSGI_AUTH_USER_SCRIPT,
-    MODPY_WSGI_AUTH_GROUP_SCRIPT, MODPY_WSGI_SOCKET_PREFIX
+    MODPY_WSGI_AUTH_GROUP_SCRIPT, MODPY_WSGI_SOCKET_PREFIX, MODPY_WSGI_DAEMON_PROCESS
 };
 #define WSGI_CMD(name, id, where, help) \
     AP_INIT_RAW_ARGS(name, modpy_cmd_wsgi, (void *)&wsgi_ids[(id) - MODPY_WSGI_SCRIPT_ALIAS], where, help)
@@ -148,6 +148,8 @@ const command_rec modpy_cmds[] = {
              "WSGIAuthGroupScript file-path [application-group=]"),
     WSGI_CMD("WSGISocketPrefix", MODPY_WSGI_SOCKET_PREFIX, RSRC_CONF,
              "WSGISocketPrefix path-prefix"),
+    WSGI_CMD("WSGIDaemonProcess", MODPY_WSGI_DAEMON_PROCESS, RSRC_CONF,
+             "WSGIDaemonProcess name [processes=N threads=N user=U group=G python-executable=... ...]"),
     {NULL}
 };
 
@@ -257,3 +259,40 @@ apr_bucket *modpy_bucket_error(int status, apr_pool_t *p, apr_bucket_alloc_t *li
 int modpy_status_is_eagain(apr_status_t s) { return APR_STATUS_IS_EAGAIN(s); }
 int modpy_status_is_timeup(apr_status_t s) { return APR_STATUS_IS_TIMEUP(s); }
 /* ---- end issue 4 ---- */
+
+/* ---- daemon mode ---- */
+#include "apr_strings.h"
+#include "unixd.h"
+#include "apr_thread_proc.h"
+#include "http_main.h"
+
+long modpy_unixd_user_id(void) { return (long)ap_unixd_config.user_id; }
+long modpy_unixd_group_id(void) { return (long)ap_unixd_config.group_id; }
+
+void modpy_other_child_register(int pid, void (*maintenance)(int, void *, int), void *data, apr_pool_t *p)
+{
+    apr_proc_t *proc = apr_pcalloc(p, sizeof(*proc));
+    proc->pid = pid;
+    apr_proc_other_child_register(proc, maintenance, data, NULL, p);
+}
+
+void modpy_other_child_unregister(void *data) { apr_proc_other_child_unregister(data); }
+
+const char *modpy_process_note_get(server_rec *s, const char *key)
+{
+    void *v = NULL;
+    apr_pool_userdata_get(&v, key, s->process->pool);
+    return v;
+}
+
+void modpy_process_note_set(server_rec *s, const char *key, const char *value)
+{
+    /* The key must outlive the pool too: both are copied into the process pool. */
+    apr_pool_userdata_set(apr_pstrdup(s->process->pool, value),
+                          apr_pstrdup(s->process->pool, key), NULL, s->process->pool);
+}
+
+const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name)
+{
+    return ap_runtime_dir_relative(p, name);
+}

@@ -39,7 +39,8 @@ enum modpy_wsgi_cmd_id {
     MODPY_WSGI_ACCESS_SCRIPT,
     MODPY_WSGI_AUTH_USER_SCRIPT,
     MODPY_WSGI_AUTH_GROUP_SCRIPT,
-    MODPY_WSGI_SOCKET_PREFIX
+    MODPY_WSGI_SOCKET_PREFIX,
+    MODPY_WSGI_DAEMON_PROCESS
 };
 const char *modpy_cmd_wsgi(cmd_parms *cmd, void *mconfig, const char *args);
 /* ---- issue 4: request phases and auth providers (ids 400+, handled in
@@ -145,5 +146,19 @@ apr_bucket *modpy_bucket_error(int status, apr_pool_t *p, apr_bucket_alloc_t *li
 int modpy_status_is_eagain(apr_status_t s);
 int modpy_status_is_timeup(apr_status_t s);
 /* ---- end issue 4 ---- */
+
+/* ---- daemon mode ---- */
+/* ap_unixd_config.user_id / group_id: who Apache's children run as. */
+long modpy_unixd_user_id(void);
+long modpy_unixd_group_id(void);
+/* apr_proc_other_child_register for pid, in pool p: Apache's parent calls
+ * maintenance(reason, data, status) when that process dies (APR_OC_REASON_DEATH) or on restart. */
+void modpy_other_child_register(int pid, void (*maintenance)(int, void *, int), void *data, apr_pool_t *p);
+void modpy_other_child_unregister(void *data);
+/* Process-pool userdata: a string that outlives restarts (and the DSO's reloads). */
+const char *modpy_process_note_get(server_rec *s, const char *key);
+void modpy_process_note_set(server_rec *s, const char *key, const char *value);
+/* DefaultRuntimeDir-relative path. */
+const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name);
 
 #endif

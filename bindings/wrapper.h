@@ -17,4 +17,5 @@
 #include "apr_buckets.h"
 #include "apr_pools.h"
 #include "apr_lib.h"
+#include "apr_thread_proc.h"
 #include "shim.h"

@@ -12,11 +12,17 @@ pub mod config;
 pub mod phase;
 // ---- auth providers (issue 4) ----
 pub mod auth;
+#[cfg(feature = "python")]
 pub mod python;
+pub mod routing;
+pub mod daemon;
 pub mod wsgi;
 
 /// Called by Apache once per module load (every start and restart), in the parent.
 /// Registers hooks only: no Python, no threads, nothing that outlives the config pool.
 fn register_hooks(_pool: *mut sys::apr_pool_t) {
+    routing::register_hooks();
+    daemon::register_hooks();
+    #[cfg(feature = "python")]
     python::register_hooks();
 }

@@ -362,6 +362,13 @@ pub unsafe extern "C" fn modpy_cmd_wsgi(
             sys::modpy_wsgi_cmd_id_MODPY_WSGI_RESTRICT_EMBEDDED => {
                 sc.wsgi.restrict_embedded = Some(flag()?)
             }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_DAEMON_PROCESS => {
+                let g = crate::daemon::config::parse_daemon_process(&words()?)?;
+                if sc.wsgi.daemon_groups.iter().any(|d| d.name == g.name) {
+                    return Err(format!("name '{}' duplicates a previous WSGI daemon definition", g.name));
+                }
+                sc.wsgi.daemon_groups.push(g)
+            }
             sys::modpy_wsgi_cmd_id_MODPY_WSGI_SOCKET_PREFIX => {
                 sc.wsgi.socket_prefix = Some(one("a path prefix")?)
             }

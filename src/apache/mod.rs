@@ -15,6 +15,7 @@ pub mod table;
 // ---- request phases, auth providers, subrequests (issue 4) ----
 pub mod config_phases;
 pub mod phase_state;
+pub mod process;
 pub mod provider;
 pub mod subrequest;
 

@@ -174,6 +174,28 @@ impl Pool {
         unsafe { register_cleanup(self.0, f) }
     }
 
+    pub fn raw(&self) -> *mut sys::apr_pool_t {
+        self.0
+    }
+
+    /// ap_server_root_relative(p, path): `path` if absolute, else under ServerRoot.
+    pub fn server_root_relative(&self, path: &str) -> String {
+        let Ok(c) = std::ffi::CString::new(path) else {
+            return path.to_string();
+        };
+        // SAFETY: per from_raw's contract; the result is a pool string or NULL.
+        unsafe {
+            let p = sys::ap_server_root_relative(self.0, c.as_ptr());
+            cstr(p).map_or_else(|| path.to_string(), |b| String::from_utf8_lossy(b).into_owned())
+        }
+    }
+
+    /// ap_runtime_dir_relative(p, name): under DefaultRuntimeDir.
+    pub fn runtime_dir_relative(&self, name: &str) -> String {
+        // SAFETY: per from_raw's contract.
+        unsafe { super::process::runtime_dir_relative(self.0, name) }
+    }
+
     /// ap_add_version_component: "name/version" in the Server header and SERVER_SOFTWARE
     /// (this pool must be the configuration pool given to post_config).
     pub fn add_version_component(&self, component: &str) {

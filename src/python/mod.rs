@@ -22,9 +22,8 @@ mod filter;
 pub(crate) use filter::add_to_module as add_filter_classes;
 // ---- end issue 4 ----
 
-use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, PostConfigHook, RequestHook};
+use crate::apache::hooks::{self, ChildInitHook, HookRequest, Order, RequestHook};
 use crate::apache::pool::Pool;
-use crate::apache::request::{StrField, TableField};
 use crate::apache::{log, Server};
 use pyo3::prelude::*;
 use std::sync::OnceLock;
@@ -51,11 +50,9 @@ pub fn register_child_cleanup(f: Box<dyn FnOnce() + Send>) {
 }
 
 pub fn register_hooks() {
-    hooks::hook_post_config::<PostConfig>(Order::Middle);
     filter::register_hooks(); // issue 4: filters, connection handler
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
-    hooks::hook_translate_name::<WsgiScriptAlias>(Order::Middle);
     hooks::hook_translate_name::<LocationHandler>(Order::Middle);
     phases::register_hooks();
 }
@@ -185,47 +182,6 @@ fn python_imports(py: Python<'_>, main: Server) {
 
 /// WSGIScriptAlias: maps matching URIs to the script (r->filename = script + rest of the
 /// URI, split into PATH_INFO by Apache's directory walk) and the wsgi-script handler.
-struct WsgiScriptAlias;
-
-impl RequestHook for WsgiScriptAlias {
-    fn run(hr: &HookRequest) -> i32 {
-        let server = hr.server();
-        let aliases = &server.config().wsgi.script_aliases;
-        if aliases.is_empty() {
-            return dispatch::DECLINED;
-        }
-        let Some((index, filename)) = hr.uri().and_then(|u| crate::wsgi::route::route(u, aliases))
-        else {
-            return dispatch::DECLINED;
-        };
-        let req = hr.request();
-        let Ok(r) = req.get() else {
-            return dispatch::DECLINED;
-        };
-        let _ = r.set_str_field(StrField::Filename, Some(&filename));
-        let _ = r.set_str_field(StrField::Handler, Some(b"wsgi-script"));
-        let notes = r.table(TableField::Notes);
-        let _ = notes.set(b"alias-forced-type", b"wsgi-script");
-        let _ = notes.set(b"modpy.wsgi.alias", index.to_string().as_bytes());
-        dispatch::OK
-    }
-}
-
-/// In the parent, after each configuration: says who we are in the Server header (as
-/// mod_wsgi does); no Python.
-struct PostConfig;
-
-impl PostConfigHook for PostConfig {
-    fn run(pconf: Pool, _s: Server) -> i32 {
-        pconf.add_version_component(concat!(
-            "mod_py/",
-            env!("CARGO_PKG_VERSION"),
-            " Python/",
-            env!("MODPY_PYTHON_VERSION")
-        ));
-        dispatch::OK
-    }
-}
 
 /// A PythonHandler set in a <Location> serves a URL with no file behind it: as mod_python
 /// does, translation ends here without a file name, so Apache does not walk the file system

@@ -5,9 +5,9 @@
 use super::convert::{gone, req_err};
 use super::dispatch::{self, log_in_context, DONE, HTTP_INTERNAL_SERVER_ERROR, OK};
 use super::request::Request;
-use crate::apache::request::{FileKind, StrField, TableField, SERVER_VERSION};
+use crate::apache::request::{StrField, TableField, SERVER_VERSION};
 use crate::apache::{self, log};
-use crate::wsgi::config::{expand_application_group, ScriptAlias, WsgiDirConfig};
+use crate::wsgi::config::WsgiDirConfig;
 use crate::wsgi::proxy;
 use crate::wsgi::response::{check_header, latin1, parse_status};
 use pyo3::exceptions::PyStopIteration;
@@ -16,17 +16,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 use std::sync::Mutex;
 
-pub const HTTP_NOT_FOUND: i32 = crate::sys::HTTP_NOT_FOUND as i32;
-pub const HTTP_FORBIDDEN: i32 = crate::sys::HTTP_FORBIDDEN as i32;
-pub const HTTP_LENGTH_REQUIRED: i32 = crate::sys::HTTP_LENGTH_REQUIRED as i32;
 
 /// The mod_wsgi release whose behaviour mod_py reproduces (environ["mod_wsgi.version"]).
 const MOD_WSGI_VERSION: (u32, u32, u32) = (4, 9, 4);
 
-/// The handler names mod_wsgi answers to.
-pub fn is_wsgi_handler(h: &[u8]) -> bool {
-    matches!(h, b"wsgi-script" | b"application/x-httpd-wsgi")
-}
+pub use crate::wsgi::target::is_wsgi_handler;
+use crate::wsgi::target::{self, collapse_slashes};
 
 /// A WSGI string (PEP 3333 "native string"): bytes decoded as latin-1.
 fn latin1_str<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
@@ -38,16 +33,6 @@ fn latin1_str<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-/// Collapses runs of '/' (mod_wsgi does so for SCRIPT_NAME and PATH_INFO).
-fn collapse_slashes(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    for &c in s {
-        if !(c == b'/' && out.last() == Some(&b'/')) {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// What the WSGI handler needs to know about where the app came from.
 pub struct AppInfo<'a> {
@@ -63,25 +48,6 @@ pub struct AppInfo<'a> {
     /// WSGITrustedProxyHeaders / WSGITrustedProxies in effect.
     pub proxy_headers: &'a [String],
     pub proxies: Option<&'a [String]>,
-}
-
-/// The request's subprocess_env as the environ the proxy rules rewrite.
-struct EnvTable(apache::Table);
-
-impl proxy::Env for EnvTable {
-    fn get(&self, key: &str) -> Option<String> {
-        self.0
-            .get(key.as_bytes())
-            .ok()
-            .flatten()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-    }
-    fn set(&mut self, key: &str, value: &str) {
-        let _ = self.0.set(key.as_bytes(), value.as_bytes());
-    }
-    fn unset(&mut self, key: &str) {
-        let _ = self.0.unset(key.as_bytes());
-    }
 }
 
 fn build_environ<'py>(
@@ -167,7 +133,7 @@ fn environ_from<'py>(
                 .filter_map(|s| proxy::Subnet::parse(s).ok())
                 .collect()
         });
-        proxy::process(&mut EnvTable(env.clone()), &headers, proxies.as_deref());
+        proxy::process(&mut target::TableEnv(env.clone()), &headers, proxies.as_deref());
     }
     let d = PyDict::new(py);
     let mut script_name: Vec<u8> = Vec::new();
@@ -918,114 +884,24 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
     let Ok(r) = req.get() else {
         return HTTP_INTERNAL_SERVER_ERROR;
     };
-    let filename =
-        String::from_utf8_lossy(r.str_field(StrField::Filename).unwrap_or_default()).into_owned();
-    match r.file_kind() {
-        FileKind::File => {}
-        FileKind::Directory => {
-            r.log_error(
-                log::APLOG_ERR,
-                0,
-                &format!("mod_py: attempt to invoke directory '{filename}' as a WSGI application"),
-            );
-            return HTTP_FORBIDDEN;
-        }
-        _ => {
-            r.log_error(
-                log::APLOG_ERR,
-                0,
-                &format!("mod_py: target WSGI script not found or unable to stat: {filename}"),
-            );
-            return HTTP_NOT_FOUND;
-        }
-    }
-    let server = r.server();
-    let sconf = &server.config().wsgi;
-    let dconf: &WsgiDirConfig = &r.per_dir_config().wsgi;
-    let alias: Option<&ScriptAlias> = r
-        .table(TableField::Notes)
-        .get(b"modpy.wsgi.alias")
-        .ok()
-        .flatten()
-        .and_then(|i| std::str::from_utf8(&i).ok()?.parse::<usize>().ok())
-        .and_then(|i| sconf.script_aliases.get(i));
-    let process_group = alias
-        .and_then(|a| a.process_group.as_deref())
-        .or(dconf.process_group.as_deref())
-        .unwrap_or("");
-    if !process_group.is_empty() && process_group != "%{GLOBAL}" {
-        r.log_error(log::APLOG_ERR, 0, &format!("mod_py: WSGIProcessGroup '{process_group}' for '{filename}': daemon mode is not available in this build yet"));
+    let t = match target::resolve(&r, handler_script) {
+        Ok(t) => t,
+        Err(status) => return status,
+    };
+    let filename = t.filename.clone();
+    if !t.process_group.is_empty() {
+        // src/daemon's handler takes the groups it knows; this one is not configured.
+        r.log_error(log::APLOG_ERR, 0, &format!("mod_py: no WSGI daemon process called '{}' has been configured (for '{filename}')", t.process_group));
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if sconf.restrict_embedded == Some(true) {
+    if r.server().config().wsgi.restrict_embedded == Some(true) {
         r.log_error(log::APLOG_ERR, 0, &format!("mod_py: embedded mode is disabled by WSGIRestrictEmbedded On; cannot run '{filename}'"));
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    let chunked = r.rec().read_chunked != 0
-        || r.table(TableField::HeadersIn)
-            .get(b"Transfer-Encoding")
-            .ok()
-            .flatten()
-            .is_some();
-    if chunked && !dconf.chunked_request() {
-        r.log_error(log::APLOG_ERR, 0, "mod_py: request data read error: chunked request bodies are not enabled (WSGIChunkedRequest Off)");
-        return HTTP_LENGTH_REQUIRED;
-    }
-    // Files served through AddHandler (not a WSGIScriptAlias target) need Options ExecCGI,
-    // as with mod_wsgi and CGI scripts.
-    if alias.is_none() && !r.exec_cgi_allowed() {
-        r.log_error(
-            log::APLOG_ERR,
-            0,
-            &format!("mod_py: Options ExecCGI is off in this directory: {filename}"),
-        );
-        return HTTP_FORBIDDEN;
-    }
-    let callable = match handler_script {
-        // WSGIHandlerScript: the script's handle_request serves the file (mod_wsgi).
-        Some(_) => "handle_request".to_string(),
-        None => alias
-            .and_then(|a| a.callable_object.clone())
-            .unwrap_or_else(|| dconf.callable_object().to_string()),
-    };
-    let group_spec = alias
-        .and_then(|a| a.application_group.clone())
-        .unwrap_or_else(|| dconf.application_group().to_string());
-    let pass_authorization = alias
-        .and_then(|a| a.pass_authorization)
-        .unwrap_or(dconf.pass_authorization());
-    let script_reloading = dconf.script_reloading();
-    let error_override = dconf.error_override();
-    // %{RESOURCE}: host[:port]|SCRIPT_NAME, the port taken from the Host header as mod_wsgi does.
-    let host_header = r
-        .table(TableField::HeadersIn)
-        .get(b"Host")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let host_header = String::from_utf8_lossy(&host_header).into_owned();
-    let (host, port) = match host_header.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && !p.contains(']') => (h.to_string(), Some(p.to_string())),
-        _ => (host_header.clone(), None),
-    };
-    let host = if host.is_empty() {
-        String::from_utf8_lossy(r.str_field(StrField::Hostname).unwrap_or_default()).into_owned()
-    } else {
-        host
-    };
-    let uri = r.str_field(StrField::Uri).unwrap_or_default();
-    let path_info = r.str_field(StrField::PathInfo).unwrap_or_default();
-    let script_name = String::from_utf8_lossy(&collapse_slashes(
-        &uri[..uri.len() - path_info.len().min(uri.len())],
-    ))
-    .into_owned();
-    let env = r.table(TableField::SubprocessEnv);
-    let group = expand_application_group(&group_spec, &host, port.as_deref(), &script_name, |k| {
-        env.get(k.as_bytes())
-            .ok()
-            .flatten()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-    });
+    let dconf: &WsgiDirConfig = &r.per_dir_config().wsgi;
+    let (callable, group) = (t.callable, t.application_group);
+    let (pass_authorization, script_reloading, error_override) =
+        (t.pass_authorization, t.script_reloading, t.error_override);
     if !group.is_empty() {
         application_group_notice(&r, &group);
     }

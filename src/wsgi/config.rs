@@ -109,6 +109,8 @@ pub struct WsgiServerConfig {
     pub python_path: Vec<String>,
     pub restrict_embedded: Option<bool>,
     pub socket_prefix: Option<String>,
+    /// `WSGIDaemonProcess` groups defined in this server (names are global, as in mod_wsgi).
+    pub daemon_groups: Vec<crate::daemon::config::DaemonGroup>,
 }
 
 impl WsgiServerConfig {
@@ -135,6 +137,8 @@ impl WsgiServerConfig {
                 .socket_prefix
                 .clone()
                 .or_else(|| base.socket_prefix.clone()),
+            // Each server keeps its own definitions; runtime.rs gathers them from all servers.
+            daemon_groups: add.daemon_groups.clone(),
         }
     }
 }

@@ -6,3 +6,4 @@ pub mod config;
 pub mod proxy;
 pub mod response;
 pub mod route;
+pub mod target;

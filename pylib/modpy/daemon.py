@@ -1,0 +1,689 @@
+"""``python -m modpy.daemon``: one process of a mod_py WSGI daemon process group.
+
+mod_py's monitor (a Python-free process forked by the Apache parent) execs this module in the
+group's Python, after it has switched user, group and root directory, with the group's
+listening UNIX socket on the file descriptor named by ``MODPY_DAEMON_FD`` and the settings in
+``MODPY_DAEMON_*`` environment variables. Apache children connect, prove they know the
+group's secret, and send requests in the frames of ``src/daemon/protocol.rs``; this process
+runs the WSGI application and streams the response back.
+
+Threads: the main thread waits (selectors) on the listening socket and on idle connections;
+a connection with a request on it goes to one of ``threads`` worker threads, and comes back to
+the main thread once the response is complete. An idle connection never holds a thread.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import selectors
+import signal
+import socket
+import stat
+import struct
+import sys
+import threading
+import time
+import traceback
+from types import TracebackType
+from typing import Any, Callable, Iterable, Optional
+
+from . import _wsgi
+
+MAGIC = b"MODPYD\0\0"
+VERSION = 1
+SECRET_LEN = 32
+MAX_FRAME = 1 << 20
+MAX_CHUNK = 256 * 1024
+
+HELLO, HELLO_OK = 1, 2
+REQUEST, READ, BODY, BODY_ERROR = 10, 11, 12, 13
+START, DATA, END, ABORT = 20, 21, 22, 23
+KINDS = {HELLO, HELLO_OK, REQUEST, READ, BODY, BODY_ERROR, START, DATA, END, ABORT}
+
+_header = struct.Struct(">BBHI")
+
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+    "transfer-encoding", "upgrade",
+}
+
+log = logging.getLogger("modpy.daemon")
+
+
+class ProtocolError(Exception):
+    """A malformed frame: the connection is closed, nothing else."""
+
+
+class WSGIError(Exception):
+    """The application broke PEP 3333."""
+
+
+class Settings:
+    """The group's settings, from the environment the monitor set."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.group = env.get("MODPY_DAEMON_GROUP", "?")
+        self.fd = int(env.get("MODPY_DAEMON_FD", "3"))
+        self.secret = bytes.fromhex(env.get("MODPY_DAEMON_SECRET", ""))
+        self.threads = max(1, int(env.get("MODPY_DAEMON_THREADS", "15")))
+        self.maximum_requests = int(env.get("MODPY_DAEMON_MAXIMUM_REQUESTS", "0"))
+        self.inactivity_timeout = float(env.get("MODPY_DAEMON_INACTIVITY_TIMEOUT", "0"))
+        self.request_timeout = float(env.get("MODPY_DAEMON_REQUEST_TIMEOUT", "0"))
+        self.restart_interval = float(env.get("MODPY_DAEMON_RESTART_INTERVAL", "0"))
+        self.graceful_timeout = float(env.get("MODPY_DAEMON_GRACEFUL_TIMEOUT", "15"))
+        self.shutdown_timeout = float(env.get("MODPY_DAEMON_SHUTDOWN_TIMEOUT", "5"))
+        self.apache_uid = int(env.get("MODPY_DAEMON_APACHE_UID", "-1"))
+        self.loglevel = env.get("MODPY_DAEMON_LOGLEVEL", "warning")
+        self.python_path = [p for p in env.get("MODPY_DAEMON_PYTHON_PATH", "").split(":") if p]
+        # preloads: "script\tcallable" lines (WSGIScriptAlias ... process-group= application-group=,
+        # WSGIImportScript ... process-group=; an empty callable only imports the script)
+        self.preload = [
+            (line.split("\t", 1)[0], line.split("\t", 1)[1] if "\t" in line else "")
+            for line in env.get("MODPY_DAEMON_PRELOAD", "").splitlines() if line
+        ]
+
+
+# ---- logging into Apache's error log (this process's stderr is that log) ----
+
+class ApacheFormatter(logging.Formatter):
+    """Lines shaped like Apache's: [time] [wsgi:level] [pid N:tid N] message."""
+
+    LEVELS = {"CRITICAL": "crit", "ERROR": "error", "WARNING": "warn", "INFO": "info", "DEBUG": "debug"}
+
+    def __init__(self, group: str) -> None:
+        super().__init__()
+        self.group = group
+
+    def format(self, record: logging.LogRecord) -> str:
+        t = time.localtime(record.created)
+        stamp = time.strftime("%a %b %d %H:%M:%S", t) + ".%06d " % (record.msecs * 1000) + time.strftime("%Y", t)
+        level = self.LEVELS.get(record.levelname, "notice")
+        msg = record.getMessage()
+        if record.exc_info:
+            msg += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        prefix = f"[{stamp}] [wsgi:{level}] [pid {os.getpid()}:tid {record.thread}] mod_py ({self.group}): "
+        return "\n".join(prefix + line for line in msg.splitlines() or [""])
+
+
+class ErrorStream:
+    """wsgi.errors and sys.stdout/sys.stderr: lines to the error log at error level."""
+
+    def __init__(self, logger: logging.Logger, level: int = logging.ERROR) -> None:
+        self.logger, self.level, self.buf, self.lock = logger, level, "", threading.Lock()
+
+    def write(self, s: str) -> int:
+        with self.lock:
+            self.buf += s
+            *lines, self.buf = self.buf.split("\n")
+        for line in lines:
+            self.logger.log(self.level, "%s", line)
+        return len(s)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        with self.lock:
+            line, self.buf = self.buf, ""
+        if line:
+            self.logger.log(self.level, "%s", line)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.__stderr__)
+    handler.setFormatter(ApacheFormatter(settings.group))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    levels = {"emerg": 50, "alert": 50, "crit": 50, "error": 40, "warn": 30, "notice": 25, "info": 20}
+    root.setLevel(levels.get(settings.loglevel.split(":")[0], 10))
+    app_log = logging.getLogger("wsgi")
+    sys.stdout = ErrorStream(app_log)  # type: ignore[assignment]
+    sys.stderr = ErrorStream(app_log)  # type: ignore[assignment]
+
+
+# ---- framing ----
+
+class Connection:
+    """One Apache child's connection: frames in both directions."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.greeted = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def _fill(self, n: int) -> None:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(max(65536, n - len(self.buf)))
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+
+    def read_frame(self) -> tuple[int, bytes]:
+        self._fill(8)
+        kind, flags, reserved, length = _header.unpack_from(self.buf)
+        if kind not in KINDS or flags or reserved:
+            raise ProtocolError(f"bad frame header {bytes(self.buf[:8])!r}")
+        if length > MAX_FRAME:
+            raise ProtocolError(f"frame of {length} bytes is over the limit")
+        self._fill(8 + length)
+        payload = bytes(self.buf[8:8 + length])
+        del self.buf[:8 + length]
+        return kind, payload
+
+    def send(self, kind: int, payload: bytes = b"") -> None:
+        if len(payload) <= 4096:
+            self.sock.sendall(_header.pack(kind, 0, 0, len(payload)) + payload)
+        else:
+            self.sock.sendall(_header.pack(kind, 0, 0, len(payload)))
+            self.sock.sendall(payload)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---- WSGI ----
+
+class Input:
+    """wsgi.input: pulls the request body from the Apache child a chunk at a time."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.buf, self.eof = conn, b"", False
+
+    def _pull(self, want: int) -> bool:
+        if self.eof:
+            return False
+        self.conn.send(READ, struct.pack(">I", max(1, min(want, MAX_CHUNK))))
+        kind, payload = self.conn.read_frame()
+        if kind == BODY_ERROR:
+            self.eof = True
+            raise OSError(payload.decode("utf-8", "replace") or "reading the request body failed")
+        if kind != BODY:
+            raise ProtocolError(f"expected BODY, got frame kind {kind}")
+        if not payload:
+            self.eof = True
+            return False
+        self.buf += payload
+        return True
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        if size is None or size < 0:
+            while self._pull(MAX_CHUNK):
+                pass
+            data, self.buf = self.buf, b""
+            return data
+        while len(self.buf) < size and self._pull(size - len(self.buf)):
+            pass
+        data, self.buf = self.buf[:size], self.buf[size:]
+        return data
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        while True:
+            nl = self.buf.find(b"\n")
+            if nl >= 0 and (limit is None or nl < limit):
+                data, self.buf = self.buf[:nl + 1], self.buf[nl + 1:]
+                return data
+            if limit is not None and len(self.buf) >= limit:
+                data, self.buf = self.buf[:limit], self.buf[limit:]
+                return data
+            if not self._pull(65536):
+                data, self.buf = self.buf, b""
+                return data
+
+    def readlines(self, hint: Optional[int] = -1) -> list[bytes]:
+        lines, total = [], 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> "Input":
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self) -> None:
+        """Reads what the app left unread, so the connection can carry the next request."""
+        while self._pull(MAX_CHUNK):
+            self.buf = b""
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: a real file is sent with os.sendfile straight into the socket."""
+
+    def __init__(self, filelike: Any, blksize: int = 8192) -> None:
+        self.filelike, self.blksize = filelike, blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> "FileWrapper":
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def check_header(name: Any, value: Any) -> tuple[str, str]:
+    if type(name) is not str or type(value) is not str:
+        raise WSGIError(f"response header {(name, value)!r} must be a pair of str")
+    if not name or any(c in name for c in "\r\n:\0 \t") or any(c in value for c in "\r\n\0"):
+        raise WSGIError(f"response header {(name, value)!r} holds a forbidden character")
+    try:
+        name.encode("latin-1"), value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise WSGIError(f"response header {(name, value)!r} is not latin-1") from None
+    if name.lower() in HOP_BY_HOP:
+        raise WSGIError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
+    return name, value
+
+
+class Response:
+    """start_response and the state of one response."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.status: Optional[str] = None
+        self.headers: list[tuple[str, str]] = []
+        self.sent = False
+
+    def start_response(self, status: Any, headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise WSGIError("start_response() called a second time without exc_info")
+        if type(status) is not str:
+            raise WSGIError(f"status must be str, not {type(status).__name__}")
+        if len(status) < 4 or not status[:3].isdigit() or status[3] != " " or "\n" in status or "\r" in status:
+            raise WSGIError(f"bad status line {status!r}")
+        if type(headers) is not list:
+            raise WSGIError("response_headers must be a list of (name, value) tuples")
+        checked = []
+        for h in headers:
+            if type(h) is not tuple or len(h) != 2:
+                raise WSGIError(f"response header {h!r} is not a (name, value) tuple")
+            checked.append(check_header(*h))
+        self.status, self.headers = status, checked
+        return self.write
+
+    def send_start(self) -> None:
+        if self.sent:
+            return
+        if self.status is None:
+            raise WSGIError("the application returned a body without calling start_response()")
+        parts = [self.status.encode("latin-1")]
+        for k, v in self.headers:
+            parts += [k.encode("latin-1"), v.encode("latin-1")]
+        self.conn.send(START, b"\0".join(parts) + b"\0")
+        self.sent = True
+
+    def write(self, data: bytes) -> None:
+        if type(data) is not bytes:
+            raise WSGIError(f"write() takes bytes, not {type(data).__name__}")
+        self.send_start()
+        for i in range(0, len(data), MAX_CHUNK):
+            self.conn.send(DATA, data[i:i + MAX_CHUNK])
+
+
+def send_file(resp: Response, fw: FileWrapper) -> bool:
+    """Sends a FileWrapper over a regular file with os.sendfile; False if it is not one."""
+    try:
+        fd = fw.filelike.fileno()
+        st = os.fstat(fd)
+        pos = os.lseek(fd, 0, os.SEEK_CUR)
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    resp.send_start()
+    left = st.st_size - pos
+    sock = resp.conn.sock
+    while left > 0:
+        n = min(left, MAX_CHUNK)
+        sock.sendall(_header.pack(DATA, 0, 0, n))
+        sent = 0
+        while sent < n:
+            k = os.sendfile(sock.fileno(), fd, pos + sent, n - sent)
+            if k == 0:  # the file shrank: pad the announced frame, then stop
+                sock.sendall(b"\0" * (n - sent))
+                left = n = sent = 0
+                break
+            sent += k
+        pos += n
+        left -= n
+    return True
+
+
+class Worker:
+    """The process: listener, connection scheduling, app calls, limits."""
+
+    def __init__(self, settings: Settings, listener: socket.socket) -> None:
+        self.s = settings
+        self.listener = listener
+        self.sel = selectors.DefaultSelector()
+        self.jobs: "queue.SimpleQueue[Optional[Connection]]" = queue.SimpleQueue()
+        self.returned: "queue.SimpleQueue[Connection]" = queue.SimpleQueue()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        self.stopping: Optional[float] = None  # deadline once stopping
+        self.stop_reason = ""
+        self.lock = threading.Lock()
+        self.active: dict[int, float] = {}  # thread id -> request start
+        self.requests = 0
+        self.last_activity = time.monotonic()
+        self.started = time.monotonic()
+        self.apps: dict[tuple[str, str], Any] = {}
+        self.mtimes: dict[str, float] = {}
+
+    # -- lifecycle --
+
+    def stop(self, reason: str, timeout: float) -> None:
+        if self.stopping is None:
+            self.stop_reason = reason
+            self.stopping = time.monotonic() + timeout
+            log.info("stopping: %s", reason)
+            self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass
+
+    def run(self) -> int:
+        for script, callable_name in self.s.preload:
+            try:
+                if callable_name:
+                    self.application(script, callable_name, reloading=False)
+                else:
+                    _wsgi.load_script(script, False)
+            except Exception:
+                log.exception("failed to preload WSGI script '%s'", script)
+        for _ in range(self.s.threads):
+            threading.Thread(target=self.thread_main, daemon=True).start()
+        threading.Thread(target=self.watchdog, daemon=True).start()
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, None)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        idle: set[Connection] = set()
+        while True:
+            if self.stopping is not None:
+                if self.listener is not None:
+                    self.sel.unregister(self.listener)
+                    self.listener.close()
+                    self.listener = None  # type: ignore[assignment]
+                for c in idle:  # only connections no request is on
+                    self.sel.unregister(c)
+                    c.close()
+                idle.clear()
+                with self.lock:
+                    busy = len(self.active)
+                if busy == 0 and self.jobs.empty():
+                    return 0
+                if time.monotonic() > self.stopping:
+                    log.warning("%d request(s) still running after the timeout; exiting", busy)
+                    return 0
+            for key, _ in self.sel.select(timeout=0.5):
+                if key.data == "wake":
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                elif key.data is None:
+                    self.accept(idle)
+                else:
+                    conn: Connection = key.data
+                    self.sel.unregister(conn)
+                    idle.discard(conn)
+                    self.jobs.put(conn)
+            while True:
+                try:
+                    conn = self.returned.get_nowait()
+                except queue.Empty:
+                    break
+                if self.stopping is not None:
+                    conn.close()
+                else:
+                    self.sel.register(conn, selectors.EVENT_READ, conn)
+                    idle.add(conn)
+
+    def accept(self, idle: set[Connection]) -> None:
+        if self.listener is None:
+            return
+        try:
+            sock, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        sock.setblocking(True)
+        uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if uid not in (0, self.s.apache_uid):
+            log.error("refused a connection from uid %d (only Apache's uid %d may connect)", uid, self.s.apache_uid)
+            sock.close()
+            return
+        conn = Connection(sock)
+        self.sel.register(conn, selectors.EVENT_READ, conn)
+        idle.add(conn)
+
+    def watchdog(self) -> None:
+        while True:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self.lock:
+                oldest = min(self.active.values(), default=None)
+                busy = bool(self.active)
+            if self.s.request_timeout and oldest is not None and now - oldest > self.s.request_timeout + 1:
+                log.error("a request ran longer than request-timeout=%gs: restarting the daemon process", self.s.request_timeout)
+                sys.__stderr__.flush()
+                os._exit(3)
+            if self.stopping is not None:
+                continue
+            if self.s.inactivity_timeout and not busy and now - self.last_activity > self.s.inactivity_timeout:
+                self.stop(f"inactivity-timeout of {self.s.inactivity_timeout:g}s", self.s.graceful_timeout)
+            if self.s.restart_interval and now - self.started > self.s.restart_interval:
+                self.stop(f"restart-interval of {self.s.restart_interval:g}s", self.s.graceful_timeout)
+
+    # -- requests --
+
+    def thread_main(self) -> None:
+        while True:
+            conn = self.jobs.get()
+            if conn is None:
+                return
+            keep = False
+            try:
+                keep = self.serve(conn)
+            except (EOFError, ConnectionError):
+                pass
+            except ProtocolError as e:
+                log.error("closing a connection: %s", e)
+            except Exception:
+                log.exception("internal error serving a request")
+            if keep:
+                self.returned.put(conn)
+                self.wake()
+            else:
+                conn.close()
+
+    def serve(self, conn: Connection) -> bool:
+        """Serves one request on conn; True if the connection can carry another."""
+        kind, payload = conn.read_frame()
+        if not conn.greeted:
+            if kind != HELLO or len(payload) != 10 + SECRET_LEN or payload[:8] != MAGIC:
+                raise ProtocolError("the connection did not start with HELLO")
+            if struct.unpack(">H", payload[8:10])[0] != VERSION:
+                raise ProtocolError("protocol version mismatch")
+            if not _consteq(payload[10:], self.s.secret):
+                raise ProtocolError("wrong group secret")
+            conn.greeted = True
+            conn.send(HELLO_OK, struct.pack(">H", VERSION))
+            kind, payload = conn.read_frame()
+        if kind != REQUEST:
+            raise ProtocolError(f"expected REQUEST, got frame kind {kind}")
+        items = payload.split(b"\0")
+        if len(items) % 2 != 1 or items[-1]:
+            raise ProtocolError("malformed REQUEST")
+        strs = [b.decode("latin-1") for b in items[:-1]]
+        environ: dict[str, Any] = dict(zip(strs[0::2], strs[1::2]))
+        tid = threading.get_ident()
+        with self.lock:
+            self.active[tid] = time.monotonic()
+            self.requests += 1
+            count = self.requests
+        try:
+            self.handle(conn, environ)
+        finally:
+            with self.lock:
+                del self.active[tid]
+                self.last_activity = time.monotonic()
+            if self.s.maximum_requests and count >= self.s.maximum_requests:
+                self.stop(f"maximum-requests={self.s.maximum_requests} reached", self.s.graceful_timeout)
+        return self.stopping is None
+
+    def application(self, script: str, callable_name: str, reloading: bool) -> Any:
+        key = (script, callable_name)
+        mtime = None
+        if reloading or key not in self.apps:
+            try:
+                mtime = os.stat(script).st_mtime
+            except OSError:
+                mtime = None
+        app = self.apps.get(key)
+        if app is not None and (not reloading or self.mtimes.get(script) == mtime):
+            return app
+        fresh = script in self.mtimes
+        module = _wsgi.load_script(script, fresh)
+        self.mtimes[script] = mtime  # type: ignore[assignment]
+        for k in [k for k in self.apps if k[0] == script]:
+            del self.apps[k]
+        try:
+            app = getattr(module, callable_name)
+        except AttributeError:
+            raise LookupError(f"target WSGI script '{script}' does not contain WSGI application '{callable_name}'") from None
+        self.apps[key] = app
+        return app
+
+    def handle(self, conn: Connection, environ: dict[str, Any]) -> None:
+        script = environ.get("SCRIPT_FILENAME", "")
+        callable_name = environ.get("mod_wsgi.callable_object", "application")
+        reloading = environ.get("mod_wsgi.script_reloading", "1") == "1"
+        inp = Input(conn)
+        for key in ("mod_wsgi.version", "apache.version"):
+            if key in environ:
+                environ[key] = tuple(int(x) for x in environ[key].split(","))
+        environ.update({
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": environ.pop("mod_py.url_scheme", "http"),
+            "wsgi.input": inp,
+            "wsgi.input_terminated": True,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": self.s.threads > 1,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        })
+        resp = Response(conn)
+        who = f"WSGI application '{script}' ({callable_name})"
+        result: Any = None
+        try:
+            app = self.application(script, callable_name, reloading)
+            result = app(environ, resp.start_response)
+            if isinstance(result, FileWrapper) and send_file(resp, result):
+                pass
+            else:
+                for i, item in enumerate(result):
+                    if type(item) is not bytes:
+                        raise WSGIError(f"response item {i} is {type(item).__name__}, not bytes")
+                    if item:
+                        resp.write(item)
+                resp.send_start()
+        except (EOFError, ConnectionError, ProtocolError):
+            _close(result)
+            raise
+        except BaseException as e:
+            _close(result)
+            result = None
+            if isinstance(e, WSGIError):
+                log.error("%s: %s", who, e)
+            elif isinstance(e, (KeyboardInterrupt, SystemExit)):
+                log.error("%s raised %s", who, type(e).__name__)
+            else:
+                log.error("%s raised an exception:", who, exc_info=True)
+            if resp.sent:
+                conn.send(ABORT, str(e).encode("utf-8", "replace")[:4096])
+            else:
+                inp.drain()
+                conn.send(START, b"500 Internal Server Error\0")
+                conn.send(END)
+            return
+        try:
+            _close(result)
+        except Exception:
+            log.error("%s: close() raised an exception:", who, exc_info=True)
+            conn.send(ABORT, b"close() failed")
+            return
+        inp.drain()
+        conn.send(END)
+
+
+def _close(result: Any) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+def _consteq(a: bytes, b: bytes) -> bool:
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for x, y in zip(a, b):
+        diff |= x ^ y
+    return diff == 0
+
+
+def main() -> int:
+    settings = Settings(dict(os.environ))
+    for key in [k for k in os.environ if k.startswith("MODPY_DAEMON_SECRET")]:
+        del os.environ[key]
+    setup_logging(settings)
+    for p in reversed(settings.python_path):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    listener = socket.socket(fileno=settings.fd)
+    worker = Worker(settings, listener)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop("SIGTERM", settings.shutdown_timeout))
+    signal.signal(signal.SIGINT, lambda *_: worker.stop("SIGINT", settings.shutdown_timeout))
+    signal.signal(signal.SIGUSR1, lambda *_: worker.stop("graceful restart", settings.graceful_timeout))
+    log.info("daemon process started (Python %s, %d threads)", sys.version.split()[0], settings.threads)
+    rc = worker.run()
+    log.info("daemon process exiting: %s (%d requests)", worker.stop_reason, worker.requests)
+    sys.__stderr__.flush()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

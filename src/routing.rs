@@ -1,0 +1,60 @@
+//! Python-free hooks of both builds (mod_py and the daemon-only mod_pyd): WSGIScriptAlias
+//! translation and the Server header's version component.
+
+use crate::apache::hooks::{self, HookRequest, Order, PostConfigHook, RequestHook};
+use crate::apache::pool::Pool;
+use crate::apache::request::{StrField, TableField};
+use crate::apache::Server;
+
+const OK: i32 = crate::sys::OK as i32;
+const DECLINED: i32 = crate::sys::DECLINED as i32;
+
+pub fn register_hooks() {
+    hooks::hook_post_config::<PostConfig>(Order::Middle);
+    hooks::hook_translate_name::<WsgiScriptAlias>(Order::Middle);
+}
+
+struct WsgiScriptAlias;
+
+impl RequestHook for WsgiScriptAlias {
+    fn run(hr: &HookRequest) -> i32 {
+        let server = hr.server();
+        let aliases = &server.config().wsgi.script_aliases;
+        if aliases.is_empty() {
+            return DECLINED;
+        }
+        let Some((index, filename)) = hr.uri().and_then(|u| crate::wsgi::route::route(u, aliases))
+        else {
+            return DECLINED;
+        };
+        let req = hr.request();
+        let Ok(r) = req.get() else {
+            return DECLINED;
+        };
+        let _ = r.set_str_field(StrField::Filename, Some(&filename));
+        let _ = r.set_str_field(StrField::Handler, Some(b"wsgi-script"));
+        let notes = r.table(TableField::Notes);
+        let _ = notes.set(b"alias-forced-type", b"wsgi-script");
+        let _ = notes.set(b"modpy.wsgi.alias", index.to_string().as_bytes());
+        OK
+    }
+}
+
+/// In the parent, after each configuration: says who we are in the Server header (as
+/// mod_wsgi does); no Python.
+struct PostConfig;
+
+impl PostConfigHook for PostConfig {
+    fn run(pconf: Pool, _s: Server) -> i32 {
+        #[cfg(feature = "python")]
+        pconf.add_version_component(concat!(
+            "mod_py/",
+            env!("CARGO_PKG_VERSION"),
+            " Python/",
+            env!("MODPY_PYTHON_VERSION")
+        ));
+        #[cfg(not(feature = "python"))]
+        pconf.add_version_component(concat!("mod_pyd/", env!("CARGO_PKG_VERSION")));
+        OK
+    }
+}
