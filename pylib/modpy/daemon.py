@@ -285,18 +285,47 @@ class FileWrapper:
         raise StopIteration
 
 
-def check_header(name: Any, value: Any) -> tuple[str, str]:
-    if type(name) is not str or type(value) is not str:
-        raise WSGIError(f"response header {(name, value)!r} must be a pair of str")
-    if not name or any(c in name for c in "\r\n:\0 \t") or any(c in value for c in "\r\n\0"):
-        raise WSGIError(f"response header {(name, value)!r} holds a forbidden character")
-    try:
-        name.encode("latin-1"), value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise WSGIError(f"response header {(name, value)!r} is not latin-1") from None
+def _q(s: str) -> str:
+    """A string quoted as the embedded mode's messages (Rust's {:?}) quote it."""
+    out = s.replace("\\", "\\\\").replace('"', '\\"')
+    out = out.replace("\r", "\\r").replace("\n", "\\n").replace("\0", "\\0").replace("\t", "\\t")
+    return f'"{out}"'
+
+
+def _tname(v: Any) -> str:
+    return type(v).__name__
+
+
+TCHARS = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def check_status(s: str) -> int:
+    """src/wsgi/response.rs parse_status, with the same messages."""
+    if len(s) < 3 or not all(c in "0123456789" for c in s[:3]):
+        raise WSGIError(f"status {_q(s)} does not start with a three-digit code")
+    code = int(s[:3])
+    if code < 100:
+        raise WSGIError(f"status {_q(s)}: code below 100")
+    rest = s[3:]
+    if rest and not rest.startswith(" "):
+        raise WSGIError(f"status {_q(s)}: the code must be followed by a space")
+    for c in rest[1:]:
+        if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F or ord(c) > 0xFF:
+            raise WSGIError(f"status {_q(s)} contains the character {c!r}")
+    return code
+
+
+def check_header(name: str, value: str) -> None:
+    """src/wsgi/response.rs check_header, with the same messages."""
+    if not name or not all(c in TCHARS for c in name):
+        raise WSGIError(f"header name {_q(name)} is not a valid HTTP token")
     if name.lower() in HOP_BY_HOP:
-        raise WSGIError(f"hop-by-hop header {name!r} is not allowed in a WSGI response")
-    return name, value
+        raise WSGIError(f"hop-by-hop header {_q(name)} is not allowed from a WSGI application")
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise WSGIError(f"header {_q(name)} has a value containing CR, LF or NUL")
+    for c in value:
+        if ord(c) > 0xFF:
+            raise WSGIError(f"header {_q(name)} has a value containing {c!r}, which is not latin-1")
 
 
 class Response:
@@ -306,6 +335,7 @@ class Response:
         self.conn = conn
         self.status: Optional[str] = None
         self.headers: list[tuple[str, str]] = []
+        self.length: Optional[int] = None
         self.sent = False
 
     def start_response(self, status: Any, headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]:
@@ -318,17 +348,26 @@ class Response:
         elif self.status is not None:
             raise WSGIError("start_response() called a second time without exc_info")
         if type(status) is not str:
-            raise WSGIError(f"status must be str, not {type(status).__name__}")
-        if len(status) < 4 or not status[:3].isdigit() or status[3] != " " or "\n" in status or "\r" in status:
-            raise WSGIError(f"bad status line {status!r}")
+            raise WSGIError(f"status must be str, not {_tname(status)}")
+        check_status(status)
         if type(headers) is not list:
             raise WSGIError("response_headers must be a list of (name, value) tuples")
         checked = []
+        length = None
         for h in headers:
             if type(h) is not tuple or len(h) != 2:
                 raise WSGIError(f"response header {h!r} is not a (name, value) tuple")
-            checked.append(check_header(*h))
-        self.status, self.headers = status, checked
+            name, value = h
+            if type(name) is not str or type(value) is not str:
+                raise WSGIError(f"response header {h!r} must be a pair of str")
+            check_header(name, value)
+            if name.lower() == "content-length":
+                try:
+                    length = int(value.strip())
+                except ValueError:
+                    raise WSGIError(f"Content-Length {_q(value)} is not a number") from None
+            checked.append((name, value))
+        self.status, self.headers, self.length = status, checked, length
         return self.write
 
     def send_start(self) -> None:
@@ -344,7 +383,7 @@ class Response:
 
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:
-            raise WSGIError(f"write() takes bytes, not {type(data).__name__}")
+            raise WSGIError(f"write() takes bytes, not {_tname(data)}")
         self.send_start()
         for i in range(0, len(data), MAX_CHUNK):
             self.conn.send(DATA, data[i:i + MAX_CHUNK])
@@ -360,8 +399,11 @@ def send_file(resp: Response, fw: FileWrapper) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode):
         return False
-    resp.send_start()
     left = st.st_size - pos
+    if resp.length is None and resp.status is not None and not resp.sent:
+        resp.headers.append(("Content-Length", str(left)))
+        resp.length = left
+    resp.send_start()
     sock = resp.conn.sock
     while left > 0:
         n = min(left, MAX_CHUNK)
@@ -615,9 +657,23 @@ class Worker:
             if isinstance(result, FileWrapper) and send_file(resp, result):
                 pass
             else:
-                for i, item in enumerate(result):
+                if type(result) in (list, tuple):
+                    # Checked before anything is sent, as embedded mode does: a 500, not a cut.
+                    total = 0
+                    for i, item in enumerate(result):
+                        if type(item) is not bytes:
+                            raise WSGIError(f"response item {i} is {_tname(item)}, not bytes")
+                        total += len(item)
+                    if (resp.length is not None and total < resp.length and not resp.sent
+                            and environ.get("REQUEST_METHOD") != "HEAD"):
+                        raise WSGIError(f"the application sent {total} bytes, less than its Content-Length of {resp.length}")
+                try:
+                    items = iter(result)
+                except TypeError:
+                    raise WSGIError(f"the application returned {_tname(result)} , which is not an iterable of bytes") from None
+                for i, item in enumerate(items):
                     if type(item) is not bytes:
-                        raise WSGIError(f"response item {i} is {type(item).__name__}, not bytes")
+                        raise WSGIError(f"response item {i} is {_tname(item)}, not bytes")
                     if item:
                         resp.write(item)
                 resp.send_start()
@@ -635,6 +691,7 @@ class Worker:
                 log.error("%s raised an exception:", who, exc_info=True)
             if resp.sent:
                 conn.send(ABORT, str(e).encode("utf-8", "replace")[:4096])
+                raise EOFError  # the connection may hold unread body: not reused
             else:
                 inp.drain()
                 conn.send(START, b"500 Internal Server Error\0")
@@ -645,7 +702,7 @@ class Worker:
         except Exception:
             log.error("%s: close() raised an exception:", who, exc_info=True)
             conn.send(ABORT, b"close() failed")
-            return
+            raise EOFError from None
         inp.drain()
         conn.send(END)
 

@@ -417,6 +417,8 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
                 }
                 if let Some(cl) = declared {
                     if written < cl && r.rec().header_only == 0 {
+                        // What was written goes out first, so the client sees a cut body.
+                        let _ = r.flush();
                         abort(req);
                         return (Outcome::Failed(crate::sys::DONE as i32, format!("the application sent {written} bytes, less than its Content-Length of {cl}")), crate::sys::DONE as i32);
                     }
