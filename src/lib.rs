@@ -12,10 +12,10 @@ pub mod config;
 pub mod phase;
 // ---- auth providers (issue 4) ----
 pub mod auth;
+pub mod daemon;
 #[cfg(feature = "python")]
 pub mod python;
 pub mod routing;
-pub mod daemon;
 pub mod wsgi;
 
 /// Called by Apache once per module load (every start and restart), in the parent.

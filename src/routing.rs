@@ -7,13 +7,15 @@ use crate::apache::request::{StrField, TableField};
 use crate::apache::Server;
 
 const OK: i32 = crate::sys::OK as i32;
-const DECLINED: i32 = crate::sys::DECLINED as i32;
+const DECLINED: i32 = crate::sys::DECLINED;
 
 pub fn register_hooks() {
     hooks::hook_post_config::<PostConfig>(Order::Middle);
     hooks::hook_translate_name::<WsgiScriptAlias>(Order::Middle);
 }
 
+/// WSGIScriptAlias: maps matching URIs to the script (r->filename = script + rest of the
+/// URI, split into PATH_INFO by Apache's directory walk) and the wsgi-script handler.
 struct WsgiScriptAlias;
 
 impl RequestHook for WsgiScriptAlias {

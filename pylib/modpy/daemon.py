@@ -522,7 +522,14 @@ class Worker:
         except (BlockingIOError, InterruptedError):
             return
         sock.setblocking(True)
-        uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        try:
+            # SO_PEERCRED is 17 on Linux (PyPy's socket module lacks the name)
+            cred = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_PEERCRED", 17), 12)
+            uid = struct.unpack("3i", cred)[1]
+        except OSError as e:
+            log.error("cannot check the peer of a new connection (%s); closing it", e)
+            sock.close()
+            return
         if uid not in (0, self.s.apache_uid):
             log.error("refused a connection from uid %d (only Apache's uid %d may connect)", uid, self.s.apache_uid)
             sock.close()
@@ -727,6 +734,12 @@ def main() -> int:
     for key in [k for k in os.environ if k.startswith("MODPY_DAEMON_SECRET")]:
         del os.environ[key]
     setup_logging(settings)
+    if len(sys.argv) > 1:  # the display name (display-name=, else "(wsgi:GROUP:N)")
+        try:
+            with open("/proc/self/comm", "w") as f:
+                f.write(sys.argv[1][:15])
+        except OSError:
+            pass
     for p in reversed(settings.python_path):
         if p not in sys.path:
             sys.path.insert(0, p)

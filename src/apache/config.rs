@@ -364,8 +364,30 @@ pub unsafe extern "C" fn modpy_cmd_wsgi(
             }
             sys::modpy_wsgi_cmd_id_MODPY_WSGI_DAEMON_PROCESS => {
                 let g = crate::daemon::config::parse_daemon_process(&words()?)?;
+                // As mod_wsgi: a user or group that does not exist fails the configuration.
+                if let Some(u) = g
+                    .user
+                    .as_deref()
+                    .filter(|u| super::process::lookup_user(u).is_none())
+                {
+                    return Err(format!(
+                        "WSGI process user '{u}' of daemon process group '{}' does not exist",
+                        g.name
+                    ));
+                }
+                for gr in g.group.iter().chain(&g.supplementary_groups) {
+                    if super::process::lookup_group(gr).is_none() {
+                        return Err(format!(
+                            "WSGI process group '{gr}' of daemon process group '{}' does not exist",
+                            g.name
+                        ));
+                    }
+                }
                 if sc.wsgi.daemon_groups.iter().any(|d| d.name == g.name) {
-                    return Err(format!("name '{}' duplicates a previous WSGI daemon definition", g.name));
+                    return Err(format!(
+                        "name '{}' duplicates a previous WSGI daemon definition",
+                        g.name
+                    ));
                 }
                 sc.wsgi.daemon_groups.push(g)
             }

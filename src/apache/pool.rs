@@ -186,7 +186,10 @@ impl Pool {
         // SAFETY: per from_raw's contract; the result is a pool string or NULL.
         unsafe {
             let p = sys::ap_server_root_relative(self.0, c.as_ptr());
-            cstr(p).map_or_else(|| path.to_string(), |b| String::from_utf8_lossy(b).into_owned())
+            cstr(p).map_or_else(
+                || path.to_string(),
+                |b| String::from_utf8_lossy(b).into_owned(),
+            )
         }
     }
 

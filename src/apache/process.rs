@@ -49,7 +49,13 @@ pub fn lookup_user(name: &str) -> Option<User> {
             libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res)
         } else {
             let c = CString::new(name).ok()?;
-            libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res)
+            libc::getpwnam_r(
+                c.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut res,
+            )
         };
         if rc != 0 || res.is_null() {
             return None;
@@ -74,7 +80,13 @@ pub fn lookup_group(name: &str) -> Option<u32> {
     unsafe {
         let mut gr: libc::group = std::mem::zeroed();
         let mut res: *mut libc::group = std::ptr::null_mut();
-        let rc = libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut res);
+        let rc = libc::getgrnam_r(
+            c.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut res,
+        );
         if rc != 0 || res.is_null() {
             return None;
         }
@@ -170,7 +182,13 @@ pub fn monitor_signals() {
     // SAFETY: installs async-signal-safe handlers (they store an atomic) and resets the
     // mask of this single-threaded process.
     unsafe {
-        for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGWINCH, libc::SIGPIPE, libc::SIGQUIT] {
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGWINCH,
+            libc::SIGPIPE,
+            libc::SIGQUIT,
+        ] {
             libc::signal(sig, libc::SIG_DFL);
         }
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -383,7 +401,14 @@ pub fn spawn_worker(s: &Spawn<'_>, name: &str) -> std::io::Result<i32> {
                 }
                 // Nothing else of Apache's (listeners, logs, scoreboard) leaks into Python.
                 libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-                for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGCHLD, libc::SIGPIPE, libc::SIGHUP, libc::SIGUSR1] {
+                for sig in [
+                    libc::SIGTERM,
+                    libc::SIGINT,
+                    libc::SIGCHLD,
+                    libc::SIGPIPE,
+                    libc::SIGHUP,
+                    libc::SIGUSR1,
+                ] {
                     libc::signal(sig, libc::SIG_DFL);
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -407,10 +432,17 @@ pub fn log_prefix(level: &str) -> String {
         libc::gettimeofday(&mut tv, std::ptr::null_mut());
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&tv.tv_sec, &mut tm);
-        let n = libc::strftime(buf.as_mut_ptr(), buf.len(), c"%a %b %d %H:%M:%S".as_ptr(), &tm);
-        let head = String::from_utf8_lossy(std::slice::from_raw_parts(buf.as_ptr().cast(), n)).into_owned();
+        let n = libc::strftime(
+            buf.as_mut_ptr(),
+            buf.len(),
+            c"%a %b %d %H:%M:%S".as_ptr(),
+            &tm,
+        );
+        let head = String::from_utf8_lossy(std::slice::from_raw_parts(buf.as_ptr().cast(), n))
+            .into_owned();
         let n = libc::strftime(buf.as_mut_ptr(), buf.len(), c"%Y".as_ptr(), &tm);
-        let year = String::from_utf8_lossy(std::slice::from_raw_parts(buf.as_ptr().cast(), n)).into_owned();
+        let year = String::from_utf8_lossy(std::slice::from_raw_parts(buf.as_ptr().cast(), n))
+            .into_owned();
         format!("{head}.{:06} {year}", tv.tv_usec)
     };
     format!("[{stamp}] [py:{level}] [pid {}]", getpid())
@@ -427,9 +459,14 @@ pub enum OtherChild {
     Other,
 }
 
-unsafe extern "C" fn other_child_trampoline(reason: libc::c_int, data: *mut libc::c_void, status: libc::c_int) {
+unsafe extern "C" fn other_child_trampoline(
+    reason: libc::c_int,
+    data: *mut libc::c_void,
+    status: libc::c_int,
+) {
     // SAFETY: data is the fn pointer register_other_child stored.
-    let f: fn(OtherChild) = unsafe { std::mem::transmute::<*mut libc::c_void, fn(OtherChild)>(data) };
+    let f: fn(OtherChild) =
+        unsafe { std::mem::transmute::<*mut libc::c_void, fn(OtherChild)>(data) };
     let ev = match reason as u32 {
         crate::sys::APR_OC_REASON_DEATH => OtherChild::Death(if libc::WIFSIGNALED(status) {
             Exit::Signal(libc::WTERMSIG(status))
@@ -450,7 +487,11 @@ unsafe extern "C" fn other_child_trampoline(reason: libc::c_int, data: *mut libc
 ///
 /// # Safety
 /// `pool` must be the configuration pool of the running generation, in the parent.
-pub unsafe fn register_other_child(pool: *mut crate::sys::apr_pool_t, pid: i32, on_event: fn(OtherChild)) {
+pub unsafe fn register_other_child(
+    pool: *mut crate::sys::apr_pool_t,
+    pid: i32,
+    on_event: fn(OtherChild),
+) {
     // SAFETY: the fn pointer is 'static and is only turned back into the same type.
     unsafe {
         crate::sys::modpy_other_child_register(

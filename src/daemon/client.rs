@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const OK: i32 = crate::sys::OK as i32;
-const DECLINED: i32 = crate::sys::DECLINED as i32;
+const DECLINED: i32 = crate::sys::DECLINED;
+const DONE: i32 = crate::sys::DONE;
 const HTTP_INTERNAL_SERVER_ERROR: i32 = crate::sys::HTTP_INTERNAL_SERVER_ERROR as i32;
 const HTTP_SERVICE_UNAVAILABLE: i32 = crate::sys::HTTP_SERVICE_UNAVAILABLE as i32;
 const HTTP_GATEWAY_TIME_OUT: i32 = crate::sys::HTTP_GATEWAY_TIME_OUT as i32;
@@ -39,7 +40,10 @@ fn take_idle(group: &str) -> Option<Conn> {
 
 fn put_idle(group: &str, c: Conn, max: usize) {
     if let Ok(mut idle) = IDLE.lock() {
-        let list = idle.get_or_insert_with(HashMap::new).entry(group.to_string()).or_default();
+        let list = idle
+            .get_or_insert_with(HashMap::new)
+            .entry(group.to_string())
+            .or_default();
         if list.len() < max {
             list.push(c);
         }
@@ -55,7 +59,10 @@ fn connect(g: &Group) -> Result<Conn, String> {
         match UnixStream::connect(&g.socket) {
             Ok(s) => break s,
             Err(e) if Instant::now() >= deadline => {
-                return Err(format!("unable to connect to WSGI daemon process '{}' on '{}': {e}", g.config.name, g.socket))
+                return Err(format!(
+                    "unable to connect to WSGI daemon process '{}' on '{}': {e}",
+                    g.config.name, g.socket
+                ))
             }
             Err(_) => {
                 std::thread::sleep(delay);
@@ -87,8 +94,17 @@ impl RequestHook for DaemonHandler {
         // Only requests for a daemon group: resolve() logs and answers for bad targets, but
         // leaves embedded ones to the embedded handler (which resolves them again).
         let pg = r.per_dir_config().wsgi.process_group.clone();
-        let aliased = r.table(TableField::Notes).get(b"modpy.wsgi.alias").ok().flatten().is_some();
-        if pg.as_deref().is_none_or(|p| p.is_empty() || p == "%{GLOBAL}") && !aliased {
+        let aliased = r
+            .table(TableField::Notes)
+            .get(b"modpy.wsgi.alias")
+            .ok()
+            .flatten()
+            .is_some();
+        if pg
+            .as_deref()
+            .is_none_or(|p| p.is_empty() || p == "%{GLOBAL}")
+            && !aliased
+        {
             return embedded_or_declined(&r);
         }
         let t = match target::resolve(&r, None) {
@@ -99,7 +115,14 @@ impl RequestHook for DaemonHandler {
             return embedded_or_declined(&r);
         }
         let Some(g) = runtime::group(&t.process_group) else {
-            r.log_error(log::APLOG_ERR, 0, &format!("mod_py: no WSGI daemon process called '{}' has been configured (for '{}')", t.process_group, t.filename));
+            r.log_error(
+                log::APLOG_ERR,
+                0,
+                &format!(
+                    "mod_py: no WSGI daemon process called '{}' has been configured (for '{}')",
+                    t.process_group, t.filename
+                ),
+            );
             return HTTP_INTERNAL_SERVER_ERROR;
         };
         if let Err(why) = check_script_owner(&g, &t.filename) {
@@ -130,7 +153,8 @@ fn check_script_owner(g: &Group, path: &str) -> Result<(), String> {
     if c.script_user.is_none() && c.script_group.is_none() {
         return Ok(());
     }
-    let m = std::fs::metadata(path).map_err(|e| format!("cannot stat WSGI script '{path}': {e}"))?;
+    let m =
+        std::fs::metadata(path).map_err(|e| format!("cannot stat WSGI script '{path}': {e}"))?;
     if let Some(u) = &c.script_user {
         let uid = crate::apache::process::lookup_user(u).map(|u| u.uid);
         if uid != Some(m.uid()) {
@@ -142,13 +166,19 @@ fn check_script_owner(g: &Group, path: &str) -> Result<(), String> {
             return Err(format!("WSGI script '{path}' is not owned by script-group '{gr}' of daemon process group '{}'", c.name));
         }
     }
-    let dir = std::path::Path::new(path).parent().unwrap_or(std::path::Path::new("/"));
+    let dir = std::path::Path::new(path)
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
     let dm = std::fs::metadata(dir).map_err(|e| format!("cannot stat {}: {e}", dir.display()))?;
     if dm.mode() & 0o022 != 0 {
-        return Err(format!("the directory of WSGI script '{path}' is writable by group or others"));
+        return Err(format!(
+            "the directory of WSGI script '{path}' is writable by group or others"
+        ));
     }
     if m.mode() & 0o022 != 0 {
-        return Err(format!("WSGI script '{path}' is writable by group or others"));
+        return Err(format!(
+            "WSGI script '{path}' is writable by group or others"
+        ));
     }
     Ok(())
 }
@@ -165,13 +195,22 @@ fn environ(r: &RequestRef<'_>, g: &Group, t: &Target) -> Vec<u8> {
         }
     }
     let dconf = &r.per_dir_config().wsgi;
-    if let Some(headers) = dconf.trusted_proxy_headers.as_deref().filter(|h| !h.is_empty()) {
+    if let Some(headers) = dconf
+        .trusted_proxy_headers
+        .as_deref()
+        .filter(|h| !h.is_empty())
+    {
         let keys: Vec<String> = headers.iter().map(|h| proxy::environ_key(h)).collect();
-        let proxies: Option<Vec<proxy::Subnet>> = dconf
-            .trusted_proxies
-            .as_deref()
-            .map(|p| p.iter().filter_map(|s| proxy::Subnet::parse(s).ok()).collect());
-        proxy::process(&mut target::TableEnv(env.clone()), &keys, proxies.as_deref());
+        let proxies: Option<Vec<proxy::Subnet>> = dconf.trusted_proxies.as_deref().map(|p| {
+            p.iter()
+                .filter_map(|s| proxy::Subnet::parse(s).ok())
+                .collect()
+        });
+        proxy::process(
+            &mut target::TableEnv(env.clone()),
+            &keys,
+            proxies.as_deref(),
+        );
     }
     let mut out = Vec::with_capacity(4096);
     let mut https = r.is_https();
@@ -192,16 +231,29 @@ fn environ(r: &RequestRef<'_>, g: &Group, t: &Target) -> Vec<u8> {
     kv("mod_wsgi.process_group", g.config.name.as_bytes());
     kv("mod_wsgi.application_group", t.application_group.as_bytes());
     kv("mod_wsgi.callable_object", t.callable.as_bytes());
-    kv("mod_wsgi.request_handler", r.str_field(StrField::Handler).unwrap_or(b"wsgi-script"));
+    kv(
+        "mod_wsgi.request_handler",
+        r.str_field(StrField::Handler).unwrap_or(b"wsgi-script"),
+    );
     kv("mod_wsgi.handler_script", b"");
-    kv("mod_wsgi.script_reloading", if t.script_reloading { b"1" } else { b"0" });
+    kv(
+        "mod_wsgi.script_reloading",
+        if t.script_reloading { b"1" } else { b"0" },
+    );
     if let Ok(c) = r.connection().get() {
-        kv("mod_wsgi.listener_host", c.str_field(crate::apache::connection::ConnStr::LocalIp).unwrap_or_default());
+        kv(
+            "mod_wsgi.listener_host",
+            c.str_field(crate::apache::connection::ConnStr::LocalIp)
+                .unwrap_or_default(),
+        );
         kv("mod_wsgi.listener_port", c.ports().0.to_string().as_bytes());
     }
     kv("mod_wsgi.enable_sendfile", b"0");
     kv("mod_wsgi.ignore_activity", b"0");
-    kv("mod_wsgi.request_start", r.rec().request_time.to_string().as_bytes());
+    kv(
+        "mod_wsgi.request_start",
+        r.rec().request_time.to_string().as_bytes(),
+    );
     if let Some(id) = r.str_field(StrField::LogId) {
         kv("mod_wsgi.request_id", id);
     }
@@ -215,9 +267,10 @@ fn environ(r: &RequestRef<'_>, g: &Group, t: &Target) -> Vec<u8> {
 /// How an exchange with a worker ended, before or after the response began.
 enum Outcome {
     Done,
-    /// The connection failed before any response frame: safe to retry on a fresh one if it
-    /// was a reused connection (the worker closed it while idle).
-    Unanswered(String),
+    /// The connection failed before any response frame. `safe`: the worker cannot have read
+    /// the request (a reused connection it closed while idle, or a fresh one it never
+    /// greeted), so it is sent again on a fresh connection.
+    Unanswered(String, bool),
     Failed(i32, String),
 }
 
@@ -228,7 +281,11 @@ fn serve(req: &Request, g: &Arc<Group>, t: &Target) -> i32 {
     let payload = environ(&r, g, t);
     drop(r);
     let max_idle = g.config.threads.max(16) as usize;
-    for attempt in 0..2 {
+    let mut last = String::new();
+    for attempt in 0..4 {
+        if attempt > 1 {
+            std::thread::sleep(Duration::from_millis(20 << attempt));
+        }
         let (conn, reused) = match take_idle(&g.config.name).filter(|_| attempt == 0) {
             Some(c) => (c, true),
             None => match connect(g) {
@@ -246,17 +303,39 @@ fn serve(req: &Request, g: &Arc<Group>, t: &Target) -> i32 {
                 put_idle(&g.config.name, conn, max_idle);
                 return status;
             }
-            Outcome::Unanswered(_) if reused => continue,
-            Outcome::Unanswered(why) => {
-                log_req(req, log::APLOG_ERR, &format!("mod_py: daemon process of group '{}' gave no response for '{}': {why}", g.config.name, t.filename));
+            Outcome::Unanswered(why, true) => last = why,
+            Outcome::Unanswered(why, false) => {
+                log_req(
+                    req,
+                    log::APLOG_ERR,
+                    &format!(
+                        "mod_py: daemon process of group '{}' gave no response for '{}': {why}",
+                        g.config.name, t.filename
+                    ),
+                );
                 return HTTP_SERVICE_UNAVAILABLE;
             }
             Outcome::Failed(status, why) => {
-                log_req(req, log::APLOG_ERR, &format!("mod_py: daemon process of group '{}' ({}): {why}", g.config.name, t.filename));
+                log_req(
+                    req,
+                    log::APLOG_ERR,
+                    &format!(
+                        "mod_py: daemon process of group '{}' ({}): {why}",
+                        g.config.name, t.filename
+                    ),
+                );
                 return status;
             }
         }
     }
+    log_req(
+        req,
+        log::APLOG_ERR,
+        &format!(
+            "mod_py: daemon process of group '{}' gave no response for '{}': {last}",
+            g.config.name, t.filename
+        ),
+    );
     HTTP_SERVICE_UNAVAILABLE
 }
 
@@ -267,7 +346,14 @@ fn log_req(req: &Request, level: i32, msg: &str) {
 }
 
 /// One request over `conn`; returns the outcome and the status for Apache.
-fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8], fresh: bool) -> (Outcome, i32) {
+fn exchange(
+    req: &Request,
+    g: &Group,
+    t: &Target,
+    conn: &mut Conn,
+    payload: &[u8],
+    fresh: bool,
+) -> (Outcome, i32) {
     let c = &g.config;
     let timeout = [c.request_timeout, c.socket_timeout, g.apache_timeout]
         .into_iter()
@@ -276,7 +362,7 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
     let _ = conn.reader.get_ref().set_read_timeout(Some(timeout));
     let _ = conn.reader.get_ref().set_write_timeout(Some(timeout));
     if let Err(e) = proto::write_frame(&mut conn.reader.get_ref(), Kind::Request, payload) {
-        return (Outcome::Unanswered(e.to_string()), 0);
+        return (Outcome::Unanswered(e.to_string(), true), 0);
     }
     let mut buf = Vec::with_capacity(8192);
     let mut started = false;
@@ -289,36 +375,60 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
     loop {
         let kind = match proto::read_frame(&mut conn.reader, &mut buf) {
             Ok(k) => k,
-            Err(proto::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                let why = format!("no response within {}s (request-timeout/socket-timeout)", timeout.as_secs());
+            Err(proto::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                let why = format!(
+                    "no response within {}s (request-timeout/socket-timeout)",
+                    timeout.as_secs()
+                );
                 if started {
                     abort(req);
-                    return (Outcome::Failed(crate::sys::DONE as i32, why), crate::sys::DONE as i32);
+                    return (Outcome::Failed(DONE, why), DONE);
                 }
                 return (Outcome::Failed(HTTP_GATEWAY_TIME_OUT, why), 0);
             }
-            Err(e) if !started && !matches!(e, proto::Error::Protocol(_)) => return (Outcome::Unanswered(e.to_string()), 0),
+            Err(e) if !started && !matches!(e, proto::Error::Protocol(_)) => {
+                let safe = !fresh || !greeted;
+                return (
+                    Outcome::Unanswered(e.to_string(), safe && buf_untouched(&body)),
+                    0,
+                );
+            }
             Err(e) => {
-                if started {
-                    abort(req);
-                    return (Outcome::Failed(crate::sys::DONE as i32, format!("response cut short: {e}")), crate::sys::DONE as i32);
-                }
-                return (Outcome::Failed(HTTP_SERVICE_UNAVAILABLE, e.to_string()), 0);
+                let why = format!("the daemon process went away mid-response: {e}");
+                return (Outcome::Failed(cut_or_503(req), why), 0);
             }
         };
         if !greeted {
             if kind != Kind::HelloOk {
-                return (Outcome::Failed(HTTP_SERVICE_UNAVAILABLE, "the daemon process did not accept the connection".into()), 0);
+                return (
+                    Outcome::Failed(
+                        HTTP_SERVICE_UNAVAILABLE,
+                        "the daemon process did not accept the connection".into(),
+                    ),
+                    0,
+                );
             }
             greeted = true;
             continue;
         }
         match kind {
             Kind::Read => {
-                let want = buf.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0).clamp(1, MAX_CHUNK);
+                let want = buf
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0)
+                    .clamp(1, MAX_CHUNK);
                 body.resize(want as usize, 0);
                 let Ok(r) = req.get() else {
-                    return (Outcome::Failed(HTTP_INTERNAL_SERVER_ERROR, "request gone".into()), 0);
+                    return (
+                        Outcome::Failed(HTTP_INTERNAL_SERVER_ERROR, "request gone".into()),
+                        0,
+                    );
                 };
                 let sent = match r.read_into(&mut body) {
                     Ok(n) => proto::write_frame(&mut conn.reader.get_ref(), Kind::Body, &body[..n]),
@@ -327,22 +437,45 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
                             crate::apache::request::Error::Body(m) => m.to_string(),
                             _ => "reading the request body failed".to_string(),
                         };
-                        proto::write_frame(&mut conn.reader.get_ref(), Kind::BodyError, msg.as_bytes())
+                        proto::write_frame(
+                            &mut conn.reader.get_ref(),
+                            Kind::BodyError,
+                            msg.as_bytes(),
+                        )
                     }
                 };
                 if let Err(e) = sent {
-                    return (Outcome::Failed(HTTP_SERVICE_UNAVAILABLE, format!("sending the request body: {e}")), 0);
+                    return (
+                        Outcome::Failed(
+                            HTTP_SERVICE_UNAVAILABLE,
+                            format!("sending the request body: {e}"),
+                        ),
+                        0,
+                    );
                 }
             }
             Kind::Start if !started => {
                 started = true;
                 let Ok(start) = proto::parse_start(&buf) else {
-                    return (Outcome::Failed(HTTP_INTERNAL_SERVER_ERROR, "malformed response headers".into()), 0);
+                    return (
+                        Outcome::Failed(
+                            HTTP_INTERNAL_SERVER_ERROR,
+                            "malformed response headers".into(),
+                        ),
+                        0,
+                    );
                 };
                 let Ok(r) = req.get() else {
-                    return (Outcome::Failed(HTTP_INTERNAL_SERVER_ERROR, "request gone".into()), 0);
+                    return (
+                        Outcome::Failed(HTTP_INTERNAL_SERVER_ERROR, "request gone".into()),
+                        0,
+                    );
                 };
-                let location = start.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(b"location")).map(|(_, v)| v.to_vec());
+                let location = start
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(b"location"))
+                    .map(|(_, v)| v.to_vec());
                 if start.status == 200 && location.as_ref().is_some_and(|l| l.starts_with(b"/")) {
                     // mod_wsgi daemon mode: Location with 200 is an internal redirect.
                     redirect = location;
@@ -362,12 +495,26 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
                     if k.eq_ignore_ascii_case(b"content-type") {
                         let _ = r.set_str_field(StrField::ContentType, Some(v));
                     } else if k.eq_ignore_ascii_case(b"content-length") {
-                        match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                        match std::str::from_utf8(v)
+                            .ok()
+                            .and_then(|s| s.trim().parse::<u64>().ok())
+                        {
                             Some(n) => {
                                 declared = Some(n);
                                 r.set_content_length(n as i64);
                             }
-                            None => return (Outcome::Failed(HTTP_INTERNAL_SERVER_ERROR, format!("Content-Length {:?} is not a number", String::from_utf8_lossy(v))), 0),
+                            None => {
+                                return (
+                                    Outcome::Failed(
+                                        HTTP_INTERNAL_SERVER_ERROR,
+                                        format!(
+                                            "Content-Length {:?} is not a number",
+                                            String::from_utf8_lossy(v)
+                                        ),
+                                    ),
+                                    0,
+                                )
+                            }
                         }
                     } else {
                         let _ = out.add(k, v);
@@ -379,7 +526,10 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
                     continue;
                 }
                 let Ok(r) = req.get() else {
-                    return (Outcome::Failed(HTTP_INTERNAL_SERVER_ERROR, "request gone".into()), 0);
+                    return (
+                        Outcome::Failed(HTTP_INTERNAL_SERVER_ERROR, "request gone".into()),
+                        0,
+                    );
                 };
                 let mut data = &buf[..];
                 if let Some(cl) = declared {
@@ -396,8 +546,12 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
                     if let Err(e) = r.write(data, flush) {
                         // The client went away: drain the worker's response so the
                         // connection stays usable, nothing else to do.
-                        r.log_error(log::APLOG_INFO, 0, &format!("mod_py: client went away: {e}"));
-                        return drain(conn, &mut buf, crate::sys::DONE as i32);
+                        r.log_error(
+                            log::APLOG_INFO,
+                            0,
+                            &format!("mod_py: client went away: {e}"),
+                        );
+                        return drain(conn, &mut buf, DONE);
                     }
                 }
             }
@@ -413,14 +567,14 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
                     return (Outcome::Done, status);
                 }
                 if r.body_failed() {
-                    return (Outcome::Done, crate::sys::DONE as i32);
+                    return (Outcome::Done, DONE);
                 }
                 if let Some(cl) = declared {
                     if written < cl && r.rec().header_only == 0 {
                         // What was written goes out first, so the client sees a cut body.
                         let _ = r.flush();
                         abort(req);
-                        return (Outcome::Failed(crate::sys::DONE as i32, format!("the application sent {written} bytes, less than its Content-Length of {cl}")), crate::sys::DONE as i32);
+                        return (Outcome::Failed(DONE, format!("the application sent {written} bytes, less than its Content-Length of {cl}")), DONE);
                     }
                 }
                 if let Err(e) = r.finish_output() {
@@ -431,10 +585,20 @@ fn exchange(req: &Request, g: &Group, t: &Target, conn: &mut Conn, payload: &[u8
             Kind::Abort if started => {
                 abort(req);
                 let why = String::from_utf8_lossy(&buf).into_owned();
-                return (Outcome::Failed(crate::sys::DONE as i32, format!("the application failed after its response began ({why}); the response was cut")), crate::sys::DONE as i32);
+                return (Outcome::Failed(DONE, format!("the application failed after its response began ({why}); the response was cut")), DONE);
             }
             other => {
-                return (Outcome::Failed(if started { crate::sys::DONE as i32 } else { HTTP_INTERNAL_SERVER_ERROR }, format!("unexpected frame {other:?}")), 0);
+                return (
+                    Outcome::Failed(
+                        if started {
+                            DONE
+                        } else {
+                            HTTP_INTERNAL_SERVER_ERROR
+                        },
+                        format!("unexpected frame {other:?}"),
+                    ),
+                    0,
+                );
             }
         }
     }
@@ -446,7 +610,9 @@ fn drain(conn: &mut Conn, buf: &mut Vec<u8>, status: i32) -> (Outcome, i32) {
         match proto::read_frame(&mut conn.reader, buf) {
             Ok(Kind::End) => return (Outcome::Done, status),
             Ok(Kind::Read) => {
-                if proto::write_frame(&mut conn.reader.get_ref(), Kind::BodyError, b"client gone").is_err() {
+                if proto::write_frame(&mut conn.reader.get_ref(), Kind::BodyError, b"client gone")
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -455,6 +621,26 @@ fn drain(conn: &mut Conn, buf: &mut Vec<u8>, status: i32) -> (Outcome, i32) {
         }
     }
     (Outcome::Failed(status, "client went away".into()), status)
+}
+
+/// No body read yet for the worker (a READ would make a retry unsafe).
+fn buf_untouched(body: &[u8]) -> bool {
+    body.is_empty()
+}
+
+/// The worker failed after START: if nothing has reached the client yet, a clean 503 (the
+/// headers the worker sent are dropped); otherwise the response is cut.
+fn cut_or_503(req: &Request) -> i32 {
+    let Ok(r) = req.get() else {
+        return DONE;
+    };
+    if r.rec().sent_bodyct == 0 && r.rec().bytes_sent == 0 {
+        r.discard_pending_output();
+        let _ = r.table(TableField::HeadersOut).clear();
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    r.abort_response();
+    DONE
 }
 
 fn abort(req: &Request) {

@@ -101,9 +101,9 @@ fn secs(key: &str, v: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{key}= expects a number of seconds, not '{v}'"))
 }
 
-fn number<T: std::str::FromStr>(key: &str, v: &str, min: T) -> Result<T, String>
+fn number<T>(key: &str, v: &str, min: T) -> Result<T, String>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     let n: T = v
         .parse()

@@ -32,26 +32,59 @@ struct Slot {
 fn worker_env(g: &Group, user: Option<&process::User>, pylib: &str) -> Vec<(String, String)> {
     let c = &g.config;
     let mut env = vec![
-        ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string()),
+        (
+            "PATH".to_string(),
+            "/usr/local/bin:/usr/bin:/bin".to_string(),
+        ),
         ("PYTHONPATH".into(), pylib.to_string()),
         ("PYTHONUNBUFFERED".into(), "1".into()),
         ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
         ("MODPY_DAEMON_GROUP".into(), c.name.clone()),
         ("MODPY_DAEMON_FD".into(), "3".into()),
-        ("MODPY_DAEMON_SECRET".into(), g.secret.iter().map(|b| format!("{b:02x}")).collect()),
+        (
+            "MODPY_DAEMON_SECRET".into(),
+            g.secret.iter().map(|b| format!("{b:02x}")).collect(),
+        ),
         ("MODPY_DAEMON_THREADS".into(), c.threads.to_string()),
-        ("MODPY_DAEMON_MAXIMUM_REQUESTS".into(), c.maximum_requests.to_string()),
-        ("MODPY_DAEMON_INACTIVITY_TIMEOUT".into(), c.inactivity_timeout.as_secs().to_string()),
-        ("MODPY_DAEMON_REQUEST_TIMEOUT".into(), c.request_timeout.as_secs().to_string()),
-        ("MODPY_DAEMON_RESTART_INTERVAL".into(), c.restart_interval.as_secs().to_string()),
-        ("MODPY_DAEMON_GRACEFUL_TIMEOUT".into(), c.graceful_timeout.as_secs().to_string()),
-        ("MODPY_DAEMON_SHUTDOWN_TIMEOUT".into(), c.shutdown_timeout.as_secs().to_string()),
-        ("MODPY_DAEMON_APACHE_UID".into(), process::apache_ids().0.to_string()),
-        ("MODPY_DAEMON_LOGLEVEL".into(), loglevel_name(g.loglevel).into()),
+        (
+            "MODPY_DAEMON_MAXIMUM_REQUESTS".into(),
+            c.maximum_requests.to_string(),
+        ),
+        (
+            "MODPY_DAEMON_INACTIVITY_TIMEOUT".into(),
+            c.inactivity_timeout.as_secs().to_string(),
+        ),
+        (
+            "MODPY_DAEMON_REQUEST_TIMEOUT".into(),
+            c.request_timeout.as_secs().to_string(),
+        ),
+        (
+            "MODPY_DAEMON_RESTART_INTERVAL".into(),
+            c.restart_interval.as_secs().to_string(),
+        ),
+        (
+            "MODPY_DAEMON_GRACEFUL_TIMEOUT".into(),
+            c.graceful_timeout.as_secs().to_string(),
+        ),
+        (
+            "MODPY_DAEMON_SHUTDOWN_TIMEOUT".into(),
+            c.shutdown_timeout.as_secs().to_string(),
+        ),
+        (
+            "MODPY_DAEMON_APACHE_UID".into(),
+            process::apache_ids().0.to_string(),
+        ),
+        (
+            "MODPY_DAEMON_LOGLEVEL".into(),
+            loglevel_name(g.loglevel).into(),
+        ),
         ("MODPY_DAEMON_PYTHON_PATH".into(), c.python_path.join(":")),
         (
             "MODPY_DAEMON_PRELOAD".into(),
-            g.preload.iter().map(|(p, c)| format!("{p}\t{c}\n")).collect(),
+            g.preload
+                .iter()
+                .map(|(p, c)| format!("{p}\t{c}\n"))
+                .collect(),
         ),
     ];
     if let Some(h) = &c.python_home {
@@ -88,14 +121,16 @@ fn spawn(g: &Group, index: u32) -> Result<i32, String> {
     let c = &g.config;
     let user = match &c.user {
         Some(name) => Some(process::lookup_user(name).ok_or_else(|| {
-            format!("user '{name}' of WSGI daemon process '{}' does not exist", c.name)
+            format!(
+                "user '{name}' of WSGI daemon process '{}' does not exist",
+                c.name
+            )
         })?),
         // Apache's own user, as mod_wsgi does.
         None if process::is_root() => {
             let (uid, gid) = process::apache_ids();
-            let mut u = process::lookup_user(&format!("#{uid}")).ok_or_else(|| {
-                format!("Apache's user (uid {uid}) does not exist")
-            })?;
+            let mut u = process::lookup_user(&format!("#{uid}"))
+                .ok_or_else(|| format!("Apache's user (uid {uid}) does not exist"))?;
             u.gid = gid;
             Some(u)
         }
@@ -103,7 +138,10 @@ fn spawn(g: &Group, index: u32) -> Result<i32, String> {
     };
     let gid = match &c.group {
         Some(name) => Some(process::lookup_group(name).ok_or_else(|| {
-            format!("group '{name}' of WSGI daemon process '{}' does not exist", c.name)
+            format!(
+                "group '{name}' of WSGI daemon process '{}' does not exist",
+                c.name
+            )
         })?),
         None => None,
     };
@@ -111,16 +149,27 @@ fn spawn(g: &Group, index: u32) -> Result<i32, String> {
         .supplementary_groups
         .iter()
         .map(|n| {
-            process::lookup_group(n)
-                .ok_or_else(|| format!("supplementary group '{n}' of WSGI daemon process '{}' does not exist", c.name))
+            process::lookup_group(n).ok_or_else(|| {
+                format!(
+                    "supplementary group '{n}' of WSGI daemon process '{}' does not exist",
+                    c.name
+                )
+            })
         })
         .collect::<Result<Vec<u32>, String>>()?;
     let pylib = std::env::var("MODPY_PYLIB").unwrap_or_else(|_| PYLIB_DEFAULT.to_string());
     let program = c.python_executable.as_deref().unwrap_or(PYTHON_EXECUTABLE);
-    let argv0 = c
+    // argv[0] stays the executable (Python finds its prefix from it); the display name is
+    // the last argument (ps) and the worker makes it its comm (top, ps -e).
+    let title = c
         .process_title()
         .unwrap_or_else(|| format!("(wsgi:{}:{index})", c.name));
-    let args = [argv0, "-m".to_string(), "modpy.daemon".to_string()];
+    let args = [
+        program.to_string(),
+        "-m".to_string(),
+        "modpy.daemon".to_string(),
+        title,
+    ];
     let env = worker_env(g, user.as_ref(), &pylib);
     let spec = Spawn {
         program,
@@ -137,7 +186,12 @@ fn spawn(g: &Group, index: u32) -> Result<i32, String> {
         memory_bytes: c.memory_limit,
         virtual_memory_bytes: c.virtual_memory_limit,
     };
-    process::spawn_worker(&spec, &c.name).map_err(|e| format!("cannot start a process of WSGI daemon group '{}': {e}", c.name))
+    process::spawn_worker(&spec, &c.name).map_err(|e| {
+        format!(
+            "cannot start a process of WSGI daemon group '{}': {e}",
+            c.name
+        )
+    })
 }
 
 /// The monitor's life; never returns.
@@ -153,14 +207,25 @@ pub fn run(groups: Vec<Arc<Group>>, parent: i32) -> ! {
         &format!(
             "mod_py: daemon monitor started for {} process group(s): {}",
             groups.len(),
-            groups.iter().map(|g| g.config.name.as_str()).collect::<Vec<_>>().join(", ")
+            groups
+                .iter()
+                .map(|g| g.config.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     );
     let now = Instant::now();
     let mut slots: Vec<Slot> = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
         for index in 0..g.config.processes {
-            slots.push(Slot { group: gi, index, pid: 0, started: now, crashes: 0, next_start: now });
+            slots.push(Slot {
+                group: gi,
+                index,
+                pid: 0,
+                started: now,
+                crashes: 0,
+                next_start: now,
+            });
         }
     }
     loop {
@@ -180,8 +245,13 @@ pub fn run(groups: Vec<Arc<Group>>, parent: i32) -> ! {
                 slot.next_start = Instant::now();
                 say("info", &format!("mod_py: daemon process '{}' (pid {pid}) exited after {:.1}s; starting another", g.name, lived.as_secs_f64()));
             } else {
-                slot.crashes = if lived < Duration::from_secs(10) { slot.crashes + 1 } else { 1 };
-                let delay = Duration::from_millis(100u64 << slot.crashes.min(8)).min(Duration::from_secs(20));
+                slot.crashes = if lived < Duration::from_secs(10) {
+                    slot.crashes + 1
+                } else {
+                    1
+                };
+                let delay = Duration::from_millis(100u64 << slot.crashes.min(8))
+                    .min(Duration::from_secs(20));
                 slot.next_start = Instant::now() + delay;
                 say("error", &format!(
                     "mod_py: daemon process '{}' (pid {pid}) died with {exit} after {:.1}s; restarting it in {:.1}s",
@@ -190,7 +260,10 @@ pub fn run(groups: Vec<Arc<Group>>, parent: i32) -> ! {
             }
         }
         let now = Instant::now();
-        for slot in slots.iter_mut().filter(|s| s.pid == 0 && s.next_start <= now) {
+        for slot in slots
+            .iter_mut()
+            .filter(|s| s.pid == 0 && s.next_start <= now)
+        {
             let g = &groups[slot.group];
             match spawn(g, slot.index) {
                 Ok(pid) => {
@@ -199,9 +272,13 @@ pub fn run(groups: Vec<Arc<Group>>, parent: i32) -> ! {
                 }
                 Err(e) => {
                     slot.crashes += 1;
-                    let delay = Duration::from_millis(100u64 << slot.crashes.min(8)).min(Duration::from_secs(20));
+                    let delay = Duration::from_millis(100u64 << slot.crashes.min(8))
+                        .min(Duration::from_secs(20));
                     slot.next_start = now + delay;
-                    say("error", &format!("mod_py: {e}; trying again in {:.1}s", delay.as_secs_f64()));
+                    say(
+                        "error",
+                        &format!("mod_py: {e}; trying again in {:.1}s", delay.as_secs_f64()),
+                    );
                 }
             }
         }
@@ -232,7 +309,13 @@ fn stop_all(groups: &[Arc<Group>], slots: &mut [Slot]) -> ! {
         process::sleep(Duration::from_millis(50));
     }
     for s in slots.iter().filter(|s| s.pid > 0) {
-        say("warn", &format!("mod_py: daemon process (pid {}) still running after shutdown-timeout; killing it", s.pid));
+        say(
+            "warn",
+            &format!(
+                "mod_py: daemon process (pid {}) still running after shutdown-timeout; killing it",
+                s.pid
+            ),
+        );
         process::kill(s.pid, libc::SIGKILL);
     }
     process::exit_now(0)

@@ -176,7 +176,10 @@ pub fn push_pair(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 }
 
 /// Splits a `k\0v\0...` payload into pairs; an odd count or missing final NUL is an error.
-pub fn pairs(payload: &[u8]) -> Result<Vec<(&[u8], &[u8])>, Error> {
+/// A name and its value, borrowed from a payload.
+pub type Pair<'a> = (&'a [u8], &'a [u8]);
+
+pub fn pairs(payload: &[u8]) -> Result<Vec<Pair<'_>>, Error> {
     if payload.is_empty() {
         return Ok(Vec::new());
     }
@@ -184,8 +187,10 @@ pub fn pairs(payload: &[u8]) -> Result<Vec<(&[u8], &[u8])>, Error> {
         return Err(Error::Protocol("pair block does not end in NUL".into()));
     }
     let parts: Vec<&[u8]> = payload[..payload.len() - 1].split(|&b| b == 0).collect();
-    if parts.len() % 2 != 0 {
-        return Err(Error::Protocol("pair block has an odd number of items".into()));
+    if !parts.len().is_multiple_of(2) {
+        return Err(Error::Protocol(
+            "pair block has an odd number of items".into(),
+        ));
     }
     Ok(parts.chunks(2).map(|c| (c[0], c[1])).collect())
 }
@@ -194,7 +199,7 @@ pub fn pairs(payload: &[u8]) -> Result<Vec<(&[u8], &[u8])>, Error> {
 pub struct Start<'a> {
     pub status: u16,
     pub status_line: &'a [u8],
-    pub headers: Vec<(&'a [u8], &'a [u8])>,
+    pub headers: Vec<Pair<'a>>,
 }
 
 pub fn parse_start(payload: &[u8]) -> Result<Start<'_>, Error> {
@@ -275,12 +280,32 @@ mod tests {
         let mut over = header(Kind::Data, 0).to_vec();
         over[4..8].copy_from_slice(&(MAX_FRAME + 1).to_be_bytes());
         let mut p = Vec::new();
-        assert!(matches!(read_frame(&mut Cursor::new(over), &mut p), Err(Error::Protocol(_))));
-        assert!(matches!(read_frame(&mut Cursor::new(vec![99u8, 0, 0, 0, 0, 0, 0, 0]), &mut p), Err(Error::Protocol(_))));
-        assert!(matches!(read_frame(&mut Cursor::new(vec![21u8, 1, 0, 0, 0, 0, 0, 0]), &mut p), Err(Error::Protocol(_))));
-        assert!(matches!(read_frame(&mut Cursor::new(vec![21u8, 0, 0]), &mut p), Err(Error::Protocol(_))));
-        assert!(matches!(read_frame(&mut Cursor::new(vec![21u8, 0, 0, 0, 0, 0, 0, 9, 1]), &mut p), Err(Error::Protocol(_))));
-        assert!(write_frame(&mut Vec::new(), Kind::Data, &vec![0; MAX_FRAME as usize + 1]).is_err());
+        assert!(matches!(
+            read_frame(&mut Cursor::new(over), &mut p),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![99u8, 0, 0, 0, 0, 0, 0, 0]), &mut p),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![21u8, 1, 0, 0, 0, 0, 0, 0]), &mut p),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![21u8, 0, 0]), &mut p),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![21u8, 0, 0, 0, 0, 0, 0, 9, 1]), &mut p),
+            Err(Error::Protocol(_))
+        ));
+        assert!(write_frame(
+            &mut Vec::new(),
+            Kind::Data,
+            &vec![0; MAX_FRAME as usize + 1]
+        )
+        .is_err());
         assert!(pairs(b"a\0b").is_err());
         assert!(pairs(b"a\0").is_err());
     }

@@ -67,15 +67,19 @@ fn unhex(s: &str) -> Option<[u8; SECRET_LEN]> {
 /// A short stable tag for a group name (socket paths must stay under 108 bytes).
 fn name_tag(name: &str) -> String {
     // FNV-1a
-    let h = name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     format!("{:08x}", h as u32)
 }
 
 /// The socket of `group`: reused from an earlier generation if its path is unchanged (so
 /// requests queue instead of failing across restarts), else bound now.
-fn socket_for(s: &Server, prefix: &str, g: &DaemonGroup) -> Result<(String, RawFd, [u8; SECRET_LEN]), String> {
+fn socket_for(
+    s: &Server,
+    prefix: &str,
+    g: &DaemonGroup,
+) -> Result<(String, RawFd, [u8; SECRET_LEN]), String> {
     let path = format!("{prefix}.{}.{}.sock", process::getpid(), name_tag(&g.name));
     let key = format!("modpy.daemon.{}", g.name);
     if let Some(note) = process::process_note(s, &key) {
@@ -94,8 +98,12 @@ fn socket_for(s: &Server, prefix: &str, g: &DaemonGroup) -> Result<(String, RawF
     }
     let owner = match &g.socket_user {
         Some(u) => {
-            let u = process::lookup_user(u)
-                .ok_or_else(|| format!("socket-user '{u}' of WSGI daemon process '{}' does not exist", g.name))?;
+            let u = process::lookup_user(u).ok_or_else(|| {
+                format!(
+                    "socket-user '{u}' of WSGI daemon process '{}' does not exist",
+                    g.name
+                )
+            })?;
             (u.uid, u.gid)
         }
         None => process::apache_ids(),
@@ -145,8 +153,12 @@ fn configure(pconf: Pool, main: Server) -> Result<(), String> {
         }
         // mod_wsgi preloads a script whose alias names both groups; WSGIImportScript too.
         for a in &w.script_aliases {
-            if let (Some(pg), Some(_), false) = (&a.process_group, &a.application_group, a.is_match) {
-                let callable = a.callable_object.clone().unwrap_or_else(|| "application".into());
+            if let (Some(pg), Some(_), false) = (&a.process_group, &a.application_group, a.is_match)
+            {
+                let callable = a
+                    .callable_object
+                    .clone()
+                    .unwrap_or_else(|| "application".into());
                 preload.push((pg.clone(), a.path.clone(), callable));
             }
         }
@@ -168,7 +180,8 @@ fn configure(pconf: Pool, main: Server) -> Result<(), String> {
         Some(p) => pconf.server_root_relative(p),
         None => pconf.runtime_dir_relative("wsgi"),
     };
-    let apache_timeout = Duration::from_micros(main.get().map(|s| s.timeout as u64).unwrap_or(60_000_000));
+    let apache_timeout =
+        Duration::from_micros(main.get().map(|s| s.timeout as u64).unwrap_or(60_000_000));
     let mut groups = Vec::new();
     for g in defs {
         let (socket, fd, secret) = socket_for(&main, &prefix, &g)?;

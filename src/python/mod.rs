@@ -180,9 +180,6 @@ fn python_imports(py: Python<'_>, main: Server) {
     }
 }
 
-/// WSGIScriptAlias: maps matching URIs to the script (r->filename = script + rest of the
-/// URI, split into PATH_INFO by Apache's directory walk) and the wsgi-script handler.
-
 /// A PythonHandler set in a <Location> serves a URL with no file behind it: as mod_python
 /// does, translation ends here without a file name, so Apache does not walk the file system
 /// (one stat per path component) for every request.

@@ -16,7 +16,6 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 use std::sync::Mutex;
 
-
 /// The mod_wsgi release whose behaviour mod_py reproduces (environ["mod_wsgi.version"]).
 const MOD_WSGI_VERSION: (u32, u32, u32) = (4, 9, 4);
 
@@ -32,7 +31,6 @@ fn latin1_str<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
         PyString::new(py, &b.iter().map(|&c| c as char).collect::<String>())
     }
 }
-
 
 /// What the WSGI handler needs to know about where the app came from.
 pub struct AppInfo<'a> {
@@ -133,7 +131,11 @@ fn environ_from<'py>(
                 .filter_map(|s| proxy::Subnet::parse(s).ok())
                 .collect()
         });
-        proxy::process(&mut target::TableEnv(env.clone()), &headers, proxies.as_deref());
+        proxy::process(
+            &mut target::TableEnv(env.clone()),
+            &headers,
+            proxies.as_deref(),
+        );
     }
     let d = PyDict::new(py);
     let mut script_name: Vec<u8> = Vec::new();
@@ -891,7 +893,14 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
     let filename = t.filename.clone();
     if !t.process_group.is_empty() {
         // src/daemon's handler takes the groups it knows; this one is not configured.
-        r.log_error(log::APLOG_ERR, 0, &format!("mod_py: no WSGI daemon process called '{}' has been configured (for '{filename}')", t.process_group));
+        r.log_error(
+            log::APLOG_ERR,
+            0,
+            &format!(
+                "mod_py: no WSGI daemon process called '{}' has been configured (for '{filename}')",
+                t.process_group
+            ),
+        );
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if r.server().config().wsgi.restrict_embedded == Some(true) {

@@ -1,0 +1,445 @@
+"""Daemon mode end to end (WSGIDaemonProcess): what only daemon mode has. The PEP 3333
+behaviour of daemon mode is tested by test_wsgi.py, which runs its whole suite in both modes.
+
+Real Apache, real worker processes (`python -m modpy.daemon` exec'd by the monitor), real
+signals: workers and the monitor are killed with SIGKILL under load, Apache is restarted
+gracefully under load, and the sockets are attacked as another local user."""
+from __future__ import annotations
+
+import http.client
+import os
+import pwd
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from harness import MODPY_SO, ROOT, Apache, wait_log
+
+APP = '''
+import os, sys, json, time
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if path == "/sleep":
+        time.sleep(float(environ.get("QUERY_STRING") or 1))
+    if path == "/redirect":
+        start_response("200 OK", [("Location", "/static.txt")])
+        return [b"ignored"]
+    if path == "/missing":
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"app's own 404"]
+    body = json.dumps({
+        "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(),
+        "group": environ["mod_wsgi.process_group"],
+        "version": sys.version.split()[0], "implementation": sys.implementation.name,
+        "preloaded": "preload_marker" in sys.modules,
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+'''
+
+
+def start(apache: Callable[..., Apache], conf: str, **kw) -> Apache:
+    a = apache(conf, files={"app.wsgi": APP, "htdocs/static.txt": "static file\n",
+                            "htdocs/custom404.html": "custom not found page\n"}, start=False, **kw)
+    (a.root / "run").mkdir()
+    a.start()
+    return a
+
+
+def get_json(a: Apache, path: str = "/app") -> dict:
+    import json
+    status, _, body = a.get(path, timeout=30)
+    assert status == 200, (status, body, a.log_text()[-2000:])
+    return json.loads(body)
+
+
+def workers(a: Apache, group: str) -> list[int]:
+    """Pids of the group's worker processes (their last argument is "(wsgi:GROUP:N)")."""
+    out = subprocess.run(["pgrep", "-f", "--", rf"-m modpy.daemon \(wsgi:{group}:"], capture_output=True, text=True).stdout
+    mine = []
+    for pid in map(int, out.split()):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if f"MODPY_PYLIB={ROOT}".encode() in env or b"MODPY_DAEMON_GROUP=" + group.encode() in env:
+            mine.append(pid)
+    return mine
+
+
+def monitor_pid(a: Apache) -> int:
+    for pid in a.children():
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "modpy-monitor":
+                return pid
+        except OSError:
+            pass
+    raise AssertionError(f"no monitor among {a.children()}")
+
+
+class Load:
+    """Background clients hammering `path` until stopped; records every outcome."""
+
+    def __init__(self, a: Apache, path: str = "/app", threads: int = 6) -> None:
+        self.a, self.path, self.stop_flag = a, path, threading.Event()
+        self.ok = 0
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.a.port, timeout=30)
+                c.request("GET", self.path)
+                r = c.getresponse()
+                body = r.read()
+                c.close()
+                with self.lock:
+                    if r.status == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"{r.status} {body[:100]!r}")
+            except Exception as e:  # noqa: BLE001 - every failure is recorded
+                with self.lock:
+                    self.failures.append(repr(e))
+
+    def __enter__(self) -> "Load":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join()
+
+
+def test_daemon_process_serves_as_its_user(apache: Callable[..., Apache], mpm: str) -> None:
+    nobody = pwd.getpwnam("nobody")
+    a = start(apache, """
+        WSGIDaemonProcess site processes=2 threads=3 display-name=%{GROUP}
+        WSGIDaemonProcess other processes=1 threads=2 user=nobody group=nogroup
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site application-group=%{GLOBAL}
+        WSGIScriptAlias /other @ROOT@/app.wsgi process-group=other
+        """)
+    site = get_json(a)
+    assert site["group"] == "site" and site["pid"] not in a.children()
+    assert site["uid"] == pwd.getpwnam("www-data").pw_uid
+    other = get_json(a, "/other")
+    assert other["group"] == "other" and (other["uid"], other["gid"]) == (nobody.pw_uid, nobody.pw_gid)
+    # display-name=%{GROUP} names the processes "(wsgi:site)" in ps.
+    out = subprocess.run(["ps", "-eo", "comm,args"], capture_output=True, text=True).stdout
+    assert any(line.startswith("(wsgi:site) ") and line.endswith(" -m modpy.daemon (wsgi:site)")
+               for line in out.splitlines()), out
+    # The socket: mode 0600, owned by Apache's user.
+    socks = list(Path(a.root / "wsgi_sockets").glob("*.sock")) if (a.root / "wsgi_sockets").exists() else []
+    text = a.log_text()
+    assert "daemon monitor started for 2 process group(s): site, other" in text
+    for s in socks:
+        st = s.stat()
+        assert oct(st.st_mode & 0o777) == "0o600" and st.st_uid == pwd.getpwnam("www-data").pw_uid
+    # Connections are reused: many requests, few accepted connections.
+    pids = {get_json(a)["pid"] for _ in range(20)}
+    assert pids <= set(workers(a, "site")) or len(pids) <= 2
+
+
+def test_socket_permissions_and_foreign_user(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGISocketPrefix @ROOT@/run/wsgi
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    get_json(a)
+    socks = list((a.root / "run").glob("wsgi.*.sock"))  # (run/ made before start)
+    assert len(socks) == 1
+    sock = socks[0]
+    st = sock.stat()
+    assert oct(st.st_mode & 0o777) == "0o600" and st.st_uid == pwd.getpwnam("www-data").pw_uid
+    connect = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+               "try:\n    s.connect(sys.argv[1]); s.sendall(b'x'*8); print('connected', s.recv(10))\n"
+               "except OSError as e:\n    print('refused', e.errno)\n")
+    run_as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", connect, str(sock)]
+    os.chmod(a.root / "run", 0o755)
+    out = subprocess.run(run_as_nobody, capture_output=True, text=True, timeout=20).stdout
+    assert out.startswith("refused 13"), out  # EACCES: the socket is 0600, Apache's user's
+    # Even with the file opened up by mistake, the worker checks the peer's uid.
+    os.chmod(sock, 0o666)
+    out = subprocess.run(run_as_nobody, capture_output=True, text=True, timeout=20).stdout
+    # closed unanswered (reset, as it sent bytes the worker never read)
+    assert out.startswith(("connected b''", "refused 104")), out
+    wait_log(a, f"refused a connection from uid {pwd.getpwnam('nobody').pw_uid}")
+    assert get_json(a)["group"] == "site"
+
+
+def test_malformed_frames_close_only_that_connection(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGISocketPrefix @ROOT@/wsgi
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    get_json(a)
+    path = str(next(a.root.glob("wsgi.*.sock")))
+    cases = [
+        (b"\xff" * 8, "bad frame header"),                                   # unknown kind
+        (struct.pack(">BBHI", 1, 0, 0, 50) + b"MODPYD\0\0" + b"\0\1" + b"\0" * 40, "did not start with HELLO"),
+        (struct.pack(">BBHI", 1, 0, 0, 42) + b"MODPYD\0\0\0\1" + b"\0" * 32, "wrong group secret"),
+        (struct.pack(">BBHI", 10, 0, 0, (1 << 20) + 1), "over the limit"),   # oversized frame
+    ]
+    with Load(a, threads=2) as load:
+        for data, logged in cases:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(path)
+            s.sendall(data)
+            s.settimeout(5)
+            assert s.recv(100) == b""  # closed by the worker, nothing answered
+            s.close()
+            wait_log(a, logged)
+        time.sleep(0.5)
+    assert load.failures == [] and load.ok > 0
+
+
+def test_kill_worker_under_load(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=2 threads=4
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    get_json(a)
+    before = workers(a, "site")
+    assert len(before) == 2
+    with Load(a) as load:
+        time.sleep(1)
+        os.kill(before[0], signal.SIGKILL)
+        time.sleep(2)
+    wait_log(a, f"daemon process 'site' (pid {before[0]}) died with signal 9 (SIGKILL)")
+    # Only requests on the killed worker can fail, and those with 503.
+    assert all(f.startswith("503") for f in load.failures), load.failures
+    assert len(load.failures) <= 4 and load.ok > 50, (load.ok, load.failures)
+    deadline = time.time() + 10
+    while len(workers(a, "site")) != 2 and time.time() < deadline:
+        time.sleep(0.1)
+    after = workers(a, "site")
+    assert len(after) == 2 and before[0] not in after and before[1] in after
+    assert get_json(a)["group"] == "site"
+
+
+def test_kill_monitor(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=4
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    get_json(a)
+    old = monitor_pid(a)
+    with Load(a, threads=3) as load:
+        time.sleep(0.5)
+        os.kill(old, signal.SIGKILL)
+        wait_log(a, f"the daemon monitor (pid {old}) died (signal 9 (SIGKILL)); starting a new one", timeout=10)
+        time.sleep(2)
+    new = monitor_pid(a)
+    assert new != old
+    assert load.failures == [] and load.ok > 20, (load.ok, load.failures[:5])
+    assert get_json(a)["group"] == "site"
+
+
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_graceful_restarts_under_load(apache: Callable[..., Apache], mpm: str) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=2 threads=4
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """, mpm=mpm)
+    get_json(a)
+    with Load(a, threads=4) as load:
+        for _ in range(20):
+            a.graceful()
+            time.sleep(0.4)
+        time.sleep(1)
+    assert load.failures == [], load.failures[:5]
+    assert load.ok > 100
+    text = a.log_text()
+    assert "Segmentation fault" not in text and "exit signal" not in text
+    assert get_json(a)["group"] == "site"
+
+
+def test_maximum_requests_restart_without_failures(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=4 maximum-requests=25
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    first = get_json(a)["pid"]
+    with Load(a, threads=4) as load:
+        time.sleep(3)
+    assert load.failures == [], load.failures[:5]
+    assert load.ok > 100
+    wait_log(a, "stopping: maximum-requests=25 reached")
+    assert get_json(a)["pid"] != first
+
+
+def test_inactivity_timeout_restarts_idle_process(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=2 inactivity-timeout=1
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    first = get_json(a)["pid"]
+    wait_log(a, "stopping: inactivity-timeout of 1s", timeout=6)
+    assert get_json(a)["pid"] != first
+
+
+def test_request_timeout_gives_504_and_restarts(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=2 request-timeout=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    first = get_json(a)["pid"]
+    status, _, _ = a.get("/app/sleep?10", timeout=30)
+    assert status == 504
+    wait_log(a, "no response within 2s")
+    wait_log(a, "a request ran longer than request-timeout=2s: restarting the daemon process", timeout=6)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            if get_json(a)["pid"] != first:
+                break
+        except AssertionError:
+            pass
+        time.sleep(0.2)
+    assert get_json(a)["pid"] != first
+
+
+def test_unknown_user_fails_configtest(apache: Callable[..., Apache]) -> None:
+    a = apache("""
+        WSGIDaemonProcess site user=no_such_user_xyz
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """, start=False)
+    r = a.configtest()
+    assert r.returncode != 0
+    assert "WSGI process user 'no_such_user_xyz' of daemon process group 'site' does not exist" in r.stderr
+    assert "httpd.conf" in r.stderr
+    a = apache("WSGIDaemonProcess site threads=zero\n", start=False)
+    r = a.configtest()
+    assert r.returncode != 0 and "threads= expects a number" in r.stderr
+
+
+def test_unknown_group_name_and_failed_switch(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess jail processes=1 threads=2 chroot=/nonexistent/jail socket-timeout=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=jail
+        WSGIScriptAlias /nogroup @ROOT@/app.wsgi process-group=undefined
+        """)
+    # A worker that cannot chroot never runs the app; it says why, and the monitor retries.
+    wait_log(a, "daemon process 'jail'", timeout=5)
+    wait_log(a, "cannot chroot: No such file or directory (os error 2); not starting it")
+    status, _, _ = a.get("/app", timeout=30)
+    assert status == 504
+    assert a.get("/nogroup")[0] == 500
+    wait_log(a, "no WSGI daemon process called 'undefined' has been configured")
+
+
+def test_internal_redirect_and_error_override(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        WSGIScriptAlias /over @ROOT@/app.wsgi process-group=site
+        <Location /over>
+            WSGIErrorOverride On
+        </Location>
+        ErrorDocument 404 /custom404.html
+        """)
+    # Location + 200 from the app: Apache serves that URL instead (mod_wsgi daemon mode).
+    status, headers, body = a.get("/app/redirect")
+    assert (status, body) == (200, b"static file\n")
+    # Without the override the app's own error page goes out; with it, Apache's ErrorDocument.
+    assert a.get("/app/missing")[:3:2] == (404, b"app's own 404")
+    assert a.get("/over/missing")[:3:2] == (404, b"custom not found page\n")
+
+
+def test_script_user_check(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess mine processes=1 threads=2 script-user=root
+        WSGIDaemonProcess theirs processes=1 threads=2 script-user=nobody
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=mine
+        WSGIScriptAlias /theirs @ROOT@/app.wsgi process-group=theirs
+        """)
+    assert get_json(a)["group"] == "mine"  # app.wsgi belongs to root
+    assert a.get("/theirs")[0] == 403
+    wait_log(a, "is not owned by script-user 'nobody' of daemon process group 'theirs'")
+
+
+def test_preload_with_both_groups_and_import_script(apache: Callable[..., Apache]) -> None:
+    a = apache("""
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIImportScript @ROOT@/preload.py process-group=site
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site application-group=%{GLOBAL}
+        """, files={"app.wsgi": APP, "preload.py": "import sys\nsys.modules['preload_marker'] = sys\nprint('preloaded at start')\n"})
+    wait_log(a, "preloaded at start")
+    assert get_json(a)["preloaded"] is True
+
+
+def pyenv_python(version_prefix: str) -> str | None:
+    """A pyenv CPython copied where Apache's users can read it (pyenv lives in root's home),
+    its rpath fixed to find its own libpython; None without pyenv."""
+    base = Path("/root/.pyenv/versions")
+    if not base.exists():
+        return None
+    versions = sorted(p for p in base.iterdir() if p.name.startswith(version_prefix))
+    if not versions:
+        return None
+    src = versions[-1]
+    dest = Path(f"/opt/modpy-test-python/{src.name}")
+    major_minor = ".".join(src.name.split(".")[:2])
+    exe = dest / "bin" / f"python{major_minor}"
+    if not exe.exists():
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+        subprocess.run(["patchelf", "--set-rpath", "$ORIGIN/../lib", str(exe)], check=True)
+        subprocess.run(["chmod", "-R", "a+rX", "/opt/modpy-test-python"], check=True)
+    return str(exe)
+
+
+def test_several_pythons_at_once(apache: Callable[..., Apache]) -> None:
+    """One Apache, daemon groups on different Pythons: Debian's CPython 3.11, PyPy 3.9 (apt),
+    and a CPython 3.13 copied from pyenv where pyenv exists."""
+    pythons = {"cpython311": "/usr/bin/python3", "pypy": "/usr/bin/pypy3"}
+    extra = pyenv_python("3.13")
+    if extra:
+        pythons["cpython313"] = extra
+    conf = []
+    for name, exe in pythons.items():
+        conf.append(f"WSGIDaemonProcess {name} processes=1 threads=2 python-executable={exe}")
+        conf.append(f"WSGIScriptAlias /{name} @ROOT@/app.wsgi process-group={name}")
+    a = start(apache, "\n".join(conf))
+    seen = {name: get_json(a, f"/{name}") for name in pythons}
+    assert seen["cpython311"]["version"].startswith("3.11") and seen["cpython311"]["implementation"] == "cpython"
+    assert seen["pypy"]["implementation"] == "pypy" and seen["pypy"]["version"].startswith("3.9")
+    if extra:
+        assert seen["cpython313"]["version"].startswith("3.13")
+    assert len({s["pid"] for s in seen.values()}) == len(pythons)
+
+
+def test_mod_pyd_links_no_python_and_serves_daemon_groups(apache: Callable[..., Apache]) -> None:
+    """The daemon-only build: `cargo build --release --no-default-features`."""
+    so = ROOT / "target" / "pyd" / "release" / "libmod_py.so"
+    subprocess.run(["cargo", "build", "--release", "--no-default-features", "--target-dir",
+                    str(ROOT / "target" / "pyd")], cwd=ROOT, check=True, capture_output=True)
+    ldd = subprocess.run(["ldd", str(so)], capture_output=True, text=True).stdout
+    assert "python" not in ldd.lower(), ldd
+    syms = subprocess.run(["nm", "-D", str(so)], capture_output=True, text=True).stdout
+    assert not [l for l in syms.splitlines() if l.split()[-1].startswith("Py")]
+    a = apache("""
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        WSGIScriptAlias /embedded @ROOT@/app.wsgi
+        """, files={"app.wsgi": APP}, start=False)
+    a.conf.write_text(a.conf.read_text().replace(str(MODPY_SO), str(so)))
+    a.start()
+    assert get_json(a)["group"] == "site"
+    assert a.get("/embedded")[0] == 500
+    wait_log(a, "this is mod_pyd, the daemon-only build")
+    status, headers, _ = a.get("/app")
+    assert "mod_pyd/" in headers["Server"]
