@@ -103,6 +103,16 @@ WSGIApplicationGroup %{{GLOBAL}}
 """,
         ),
         System(
+            "modpy_daemon",
+            "mod_py's daemon mode: WSGIDaemonProcess processes=2 threads=8, apps/wsgi_app.py",
+            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo"},
+            """
+LoadModule py_module {modpy_so}
+WSGIDaemonProcess bench processes=2 threads=8
+WSGIScriptAlias / {run}/apps/wsgi_app.py process-group=bench application-group=%{{GLOBAL}}
+""",
+        ),
+        System(
             "modpy_brigade",
             "mod_py: file_1m_upper through mp_app::upper_bb, the same filter written with the brigade API",
             {"file_1m_upper": "/fb/1m.txt"},
@@ -130,6 +140,17 @@ LoadModule wsgi_module {wsgi_so}
 WSGIRestrictEmbedded Off
 WSGIScriptAlias / {run}/apps/wsgi_app.py
 WSGIApplicationGroup %{{GLOBAL}}
+""",
+            ((f"{MODS}/mod_wsgi.so", "libapache2-mod-wsgi-py3"),),
+        ),
+        System(
+            "wsgi_daemon",
+            "mod_wsgi (WSGI_SO) daemon mode: WSGIDaemonProcess processes=2 threads=8, apps/wsgi_app.py",
+            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo"},
+            """
+LoadModule wsgi_module {wsgi_so}
+WSGIDaemonProcess bench processes=2 threads=8
+WSGIScriptAlias / {run}/apps/wsgi_app.py process-group=bench application-group=%{{GLOBAL}}
 """,
             ((f"{MODS}/mod_wsgi.so", "libapache2-mod-wsgi-py3"),),
         ),

@@ -154,6 +154,7 @@ class Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = bytearray()
+        self.out = bytearray()
         self.greeted = False
 
     def fileno(self) -> int:
@@ -178,12 +179,19 @@ class Connection:
         del self.buf[:8 + length]
         return kind, payload
 
+    def queue(self, kind: int, payload: bytes = b"") -> None:
+        """Adds a frame to what the next flush() sends (one write for a small response)."""
+        self.out += _header.pack(kind, 0, 0, len(payload))
+        self.out += payload
+
+    def flush(self) -> None:
+        if self.out:
+            out, self.out = self.out, bytearray()
+            self.sock.sendall(out)
+
     def send(self, kind: int, payload: bytes = b"") -> None:
-        if len(payload) <= 4096:
-            self.sock.sendall(_header.pack(kind, 0, 0, len(payload)) + payload)
-        else:
-            self.sock.sendall(_header.pack(kind, 0, 0, len(payload)))
-            self.sock.sendall(payload)
+        self.queue(kind, payload)
+        self.flush()
 
     def close(self) -> None:
         try:
@@ -337,6 +345,7 @@ class Response:
         self.headers: list[tuple[str, str]] = []
         self.length: Optional[int] = None
         self.sent = False
+        self.batch = False
 
     def start_response(self, status: Any, headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]:
         if exc_info is not None:
@@ -378,7 +387,7 @@ class Response:
         parts = [self.status.encode("latin-1")]
         for k, v in self.headers:
             parts += [k.encode("latin-1"), v.encode("latin-1")]
-        self.conn.send(START, b"\0".join(parts) + b"\0")
+        self.conn.queue(START, b"\0".join(parts) + b"\0")  # goes out with the first data
         self.sent = True
 
     def write(self, data: bytes) -> None:
@@ -386,7 +395,11 @@ class Response:
             raise WSGIError(f"write() takes bytes, not {_tname(data)}")
         self.send_start()
         for i in range(0, len(data), MAX_CHUNK):
-            self.conn.send(DATA, data[i:i + MAX_CHUNK])
+            self.conn.queue(DATA, data[i:i + MAX_CHUNK])
+        # A list body goes out in one write at END; anything else (a generator, write())
+        # streams: each piece is sent as the app produces it.
+        if not self.batch or len(self.conn.out) > MAX_CHUNK:
+            self.conn.flush()
 
 
 def send_file(resp: Response, fw: FileWrapper) -> bool:
@@ -404,6 +417,7 @@ def send_file(resp: Response, fw: FileWrapper) -> bool:
         resp.headers.append(("Content-Length", str(left)))
         resp.length = left
     resp.send_start()
+    resp.conn.flush()
     sock = resp.conn.sock
     while left > 0:
         n = min(left, MAX_CHUNK)
@@ -674,6 +688,7 @@ class Worker:
                     if (resp.length is not None and total < resp.length and not resp.sent
                             and environ.get("REQUEST_METHOD") != "HEAD"):
                         raise WSGIError(f"the application sent {total} bytes, less than its Content-Length of {resp.length}")
+                    resp.batch = True
                 try:
                     items = iter(result)
                 except TypeError:

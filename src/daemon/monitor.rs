@@ -70,10 +70,8 @@ fn worker_env(g: &Group, user: Option<&process::User>, pylib: &str) -> Vec<(Stri
             "MODPY_DAEMON_SHUTDOWN_TIMEOUT".into(),
             c.shutdown_timeout.as_secs().to_string(),
         ),
-        (
-            "MODPY_DAEMON_APACHE_UID".into(),
-            process::apache_ids().0.to_string(),
-        ),
+        // Who may connect: Apache's user, or socket-user= (root always may).
+        ("MODPY_DAEMON_APACHE_UID".into(), peer_uid(g).to_string()),
         (
             "MODPY_DAEMON_LOGLEVEL".into(),
             loglevel_name(g.loglevel).into(),
@@ -87,7 +85,9 @@ fn worker_env(g: &Group, user: Option<&process::User>, pylib: &str) -> Vec<(Stri
                 .collect(),
         ),
     ];
-    if let Some(h) = &c.python_home {
+    // python-home= as WSGIPythonHome: a virtual environment (pyvenv.cfg) is entered through
+    // its own bin/python (see spawn), anything else is a prefix for PYTHONHOME.
+    if let Some(h) = c.python_home.as_ref().filter(|h| !is_venv(h)) {
         env.push(("PYTHONHOME".into(), h.clone()));
     }
     if let Some(l) = &c.lang {
@@ -104,6 +104,18 @@ fn worker_env(g: &Group, user: Option<&process::User>, pylib: &str) -> Vec<(Stri
         env.push(("HOME".into(), h));
     }
     env
+}
+
+fn peer_uid(g: &Group) -> u32 {
+    g.config
+        .socket_user
+        .as_deref()
+        .and_then(process::lookup_user)
+        .map_or(process::apache_ids().0, |u| u.uid)
+}
+
+fn is_venv(home: &str) -> bool {
+    std::path::Path::new(home).join("pyvenv.cfg").exists()
 }
 
 fn loglevel_name(level: i32) -> &'static str {
@@ -158,7 +170,16 @@ fn spawn(g: &Group, index: u32) -> Result<i32, String> {
         })
         .collect::<Result<Vec<u32>, String>>()?;
     let pylib = std::env::var("MODPY_PYLIB").unwrap_or_else(|_| PYLIB_DEFAULT.to_string());
-    let program = c.python_executable.as_deref().unwrap_or(PYTHON_EXECUTABLE);
+    let venv_python = c
+        .python_home
+        .as_ref()
+        .filter(|h| is_venv(h))
+        .map(|h| format!("{h}/bin/python"));
+    let program = c
+        .python_executable
+        .as_deref()
+        .or(venv_python.as_deref())
+        .unwrap_or(PYTHON_EXECUTABLE);
     // argv[0] stays the executable (Python finds its prefix from it); the display name is
     // the last argument (ps) and the worker makes it its comm (top, ps -e).
     let title = c

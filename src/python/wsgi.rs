@@ -1027,7 +1027,7 @@ pub fn child_init(py: Python<'_>, main: apache::Server) {
                 .as_deref()
                 .is_some_and(|g| !g.is_empty() && g != "%{GLOBAL}")
             {
-                s.log_error(log::APLOG_WARNING, 0, &format!("mod_py: WSGIImportScript {}: daemon process groups are not available in this build; not imported", script.path));
+                // Imported by that daemon group's workers (src/daemon), not here.
                 continue;
             }
             if let Err(err) = load_script(py, &script.path, false) {

@@ -39,7 +39,7 @@ def application(environ, start_response):
         "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(),
         "group": environ["mod_wsgi.process_group"],
         "version": sys.version.split()[0], "implementation": sys.implementation.name,
-        "preloaded": "preload_marker" in sys.modules,
+        "preloaded": "preload_marker" in sys.modules, "prefix": sys.prefix,
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
@@ -443,3 +443,35 @@ def test_mod_pyd_links_no_python_and_serves_daemon_groups(apache: Callable[..., 
     wait_log(a, "this is mod_pyd, the daemon-only build")
     status, headers, _ = a.get("/app")
     assert "mod_pyd/" in headers["Server"]
+
+
+def test_graceful_restart_waits_for_in_flight_request(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIRestrictEmbedded On
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        WSGIScriptAlias /embedded @ROOT@/app.wsgi
+        """)
+    get_json(a)
+    result: list[tuple[int, bytes]] = []
+    t = threading.Thread(target=lambda: result.append(a.get("/app/sleep?2", timeout=30)[::2]))
+    t.start()
+    time.sleep(0.5)
+    a.graceful()
+    t.join()
+    assert result and result[0][0] == 200 and b'"group": "site"' in result[0][1], result
+    assert get_json(a)["group"] == "site"
+    # WSGIRestrictEmbedded On: daemon groups only.
+    assert a.get("/embedded")[0] == 500
+    wait_log(a, "embedded mode is disabled by WSGIRestrictEmbedded On")
+
+
+def test_python_home_virtualenv(apache: Callable[..., Apache]) -> None:
+    """python-home= naming a virtual environment runs the group in it (as WSGIPythonHome)."""
+    a = apache("""
+        WSGIDaemonProcess venv processes=1 threads=2 python-home=@ROOT@/venv
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=venv
+        """, files={"app.wsgi": APP}, start=False)
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(a.root / "venv")], check=True)
+    a.start()
+    assert get_json(a)["prefix"] == str(a.root / "venv")

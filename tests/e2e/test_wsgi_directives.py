@@ -155,9 +155,9 @@ def test_error_override(server: Apache) -> None:
     assert status == 404 and body == b"the app's own 404 body"
 
 
-def test_process_group_refused_clearly(server: Apache) -> None:
+def test_undefined_process_group_refused_clearly(server: Apache) -> None:
     assert server.get("/daemon")[0] == 500
-    wait_log(server, "WSGIProcessGroup 'somegroup'")
+    wait_log(server, "no WSGI daemon process called 'somegroup' has been configured")
 
 
 def test_body_over_limit_is_413(server: Apache) -> None:
