@@ -7,16 +7,15 @@ listening UNIX socket on the file descriptor named by ``MODPY_DAEMON_FD`` and th
 group's secret, and send requests in the frames of ``src/daemon/protocol.rs``; this process
 runs the WSGI application and streams the response back.
 
-Threads: the main thread waits (selectors) on the listening socket and on idle connections;
-a connection with a request on it goes to one of ``threads`` worker threads, and comes back to
-the main thread once the response is complete. An idle connection never holds a thread.
+Threads: ``threads`` worker threads wait together on one epoll set (the listening socket and
+every idle connection, each armed for one event at a time); the thread the kernel wakes serves
+that request and re-arms the connection. An idle connection never holds a thread.
 """
 from __future__ import annotations
 
 import logging
 import os
-import queue
-import selectors
+import select
 import signal
 import socket
 import stat
@@ -174,15 +173,40 @@ class Connection:
             raise ProtocolError(f"bad frame header {bytes(self.buf[:8])!r}")
         if length > MAX_FRAME:
             raise ProtocolError(f"frame of {length} bytes is over the limit")
-        self._fill(8 + length)
-        payload = bytes(self.buf[8:8 + length])
-        del self.buf[:8 + length]
-        return kind, payload
+        if len(self.buf) >= 8 + length or length <= 65536:
+            self._fill(8 + length)
+            payload = bytes(self.buf[8:8 + length])
+            del self.buf[:8 + length]
+            return kind, payload
+        # A large frame (a body chunk) is received straight into its own buffer.
+        out = bytearray(length)
+        have = len(self.buf) - 8
+        out[:have] = self.buf[8:]
+        self.buf.clear()
+        view = memoryview(out)
+        while have < length:
+            n = self.sock.recv_into(view[have:])
+            if not n:
+                raise EOFError
+            have += n
+        return kind, out  # type: ignore[return-value]
 
     def queue(self, kind: int, payload: bytes = b"") -> None:
-        """Adds a frame to what the next flush() sends (one write for a small response)."""
+        """Adds a frame to what the next flush() sends (one write for a small response);
+        a large payload is sent at once, without copying it."""
         self.out += _header.pack(kind, 0, 0, len(payload))
-        self.out += payload
+        if len(payload) <= 16384:
+            self.out += payload
+            return
+        out, self.out = self.out, bytearray()
+        bufs = [memoryview(out), memoryview(payload)]
+        while bufs:
+            n = self.sock.sendmsg(bufs)
+            while bufs and n >= len(bufs[0]):
+                n -= len(bufs[0])
+                bufs.pop(0)
+            if bufs and n:
+                bufs[0] = bufs[0][n:]
 
     def flush(self) -> None:
         if self.out:
@@ -206,7 +230,7 @@ class Input:
     """wsgi.input: pulls the request body from the Apache child a chunk at a time."""
 
     def __init__(self, conn: Connection) -> None:
-        self.conn, self.buf, self.eof = conn, b"", False
+        self.conn, self.buf, self.eof = conn, bytearray(), False
 
     def _pull(self, want: int) -> bool:
         if self.eof:
@@ -228,11 +252,14 @@ class Input:
         if size is None or size < 0:
             while self._pull(MAX_CHUNK):
                 pass
-            data, self.buf = self.buf, b""
-            return data
+            return self._take(len(self.buf))
         while len(self.buf) < size and self._pull(size - len(self.buf)):
             pass
-        data, self.buf = self.buf[:size], self.buf[size:]
+        return self._take(min(size, len(self.buf)))
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self.buf[:n]) if n < len(self.buf) else bytes(self.buf)
+        del self.buf[:n]
         return data
 
     def readline(self, size: Optional[int] = -1) -> bytes:
@@ -240,14 +267,11 @@ class Input:
         while True:
             nl = self.buf.find(b"\n")
             if nl >= 0 and (limit is None or nl < limit):
-                data, self.buf = self.buf[:nl + 1], self.buf[nl + 1:]
-                return data
+                return self._take(nl + 1)
             if limit is not None and len(self.buf) >= limit:
-                data, self.buf = self.buf[:limit], self.buf[limit:]
-                return data
+                return self._take(limit)
             if not self._pull(65536):
-                data, self.buf = self.buf, b""
-                return data
+                return self._take(len(self.buf))
 
     def readlines(self, hint: Optional[int] = -1) -> list[bytes]:
         lines, total = [], 0
@@ -271,8 +295,11 @@ class Input:
 
     def drain(self) -> None:
         """Reads what the app left unread, so the connection can carry the next request."""
-        while self._pull(MAX_CHUNK):
-            self.buf = b""
+        try:
+            while self._pull(MAX_CHUNK):
+                self.buf.clear()
+        except OSError:
+            pass  # the body failed (client gone, over LimitRequestBody): nothing left to read
 
 
 class FileWrapper:
@@ -440,15 +467,18 @@ class Worker:
 
     def __init__(self, settings: Settings, listener: socket.socket) -> None:
         self.s = settings
-        self.listener = listener
-        self.sel = selectors.DefaultSelector()
-        self.jobs: "queue.SimpleQueue[Optional[Connection]]" = queue.SimpleQueue()
-        self.returned: "queue.SimpleQueue[Connection]" = queue.SimpleQueue()
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
+        self.listener: Optional[socket.socket] = listener
+        # One epoll shared by every worker thread, each fd armed for one event at a time
+        # (EPOLLONESHOT): the kernel wakes exactly one thread per request, which serves it and
+        # re-arms the fd. No dispatcher thread, no queue: one wake-up each way per request.
+        self.epoll = select.epoll()
+        self.conns: dict[int, Connection] = {}
+        self.busy: set[int] = set()
         self.stopping: Optional[float] = None  # deadline once stopping
         self.stop_reason = ""
-        self.lock = threading.Lock()
+        self.done = threading.Event()
+        # Re-entrant: stop() also runs from signal handlers in the main thread.
+        self.lock = threading.RLock()
         self.active: dict[int, float] = {}  # thread id -> request start
         self.requests = 0
         self.last_activity = time.monotonic()
@@ -459,17 +489,30 @@ class Worker:
     # -- lifecycle --
 
     def stop(self, reason: str, timeout: float) -> None:
-        if self.stopping is None:
+        with self.lock:
+            if self.stopping is not None:
+                return
             self.stop_reason = reason
             self.stopping = time.monotonic() + timeout
-            log.info("stopping: %s", reason)
-            self.wake()
+            # No new connections, and the idle ones are closed (no request is on them: the
+            # Apache side sends such a request again on a fresh connection).
+            if self.listener is not None:
+                self.epoll.unregister(self.listener.fileno())
+                self.listener.close()
+                self.listener = None
+            for fd in [fd for fd in self.conns if fd not in self.busy]:
+                self._forget(fd)
+        log.info("stopping: %s", reason)
 
-    def wake(self) -> None:
-        try:
-            os.write(self.wake_w, b"x")
-        except OSError:
-            pass
+    def _forget(self, fd: int) -> None:
+        """Drops a connection (lock held)."""
+        conn = self.conns.pop(fd, None)
+        if conn is not None:
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass
+            conn.close()
 
     def run(self) -> int:
         for script, callable_name in self.s.preload:
@@ -480,77 +523,110 @@ class Worker:
                     _wsgi.load_script(script, False)
             except Exception:
                 log.exception("failed to preload WSGI script '%s'", script)
+        assert self.listener is not None
+        self.listener.setblocking(False)
+        self.epoll.register(self.listener.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
         for _ in range(self.s.threads):
             threading.Thread(target=self.thread_main, daemon=True).start()
         threading.Thread(target=self.watchdog, daemon=True).start()
-        self.listener.setblocking(False)
-        self.sel.register(self.listener, selectors.EVENT_READ, None)
-        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
-        idle: set[Connection] = set()
         while True:
-            if self.stopping is not None:
-                if self.listener is not None:
-                    self.sel.unregister(self.listener)
-                    self.listener.close()
-                    self.listener = None  # type: ignore[assignment]
-                for c in idle:  # only connections no request is on
-                    self.sel.unregister(c)
-                    c.close()
-                idle.clear()
-                with self.lock:
-                    busy = len(self.active)
-                if busy == 0 and self.jobs.empty():
-                    return 0
-                if time.monotonic() > self.stopping:
-                    log.warning("%d request(s) still running after the timeout; exiting", busy)
-                    return 0
-            for key, _ in self.sel.select(timeout=0.5):
-                if key.data == "wake":
-                    try:
-                        os.read(self.wake_r, 4096)
-                    except BlockingIOError:
-                        pass
-                elif key.data is None:
-                    self.accept(idle)
-                else:
-                    conn: Connection = key.data
-                    self.sel.unregister(conn)
-                    idle.discard(conn)
-                    self.jobs.put(conn)
+            self.done.wait(0.2)  # signal handlers run here, in the main thread
+            if self.stopping is None:
+                continue
+            with self.lock:
+                busy = len(self.active)
+            if busy == 0:
+                return 0
+            if time.monotonic() > self.stopping:
+                log.warning("%d request(s) still running after the timeout; exiting", busy)
+                return 0
+
+    def accept(self) -> None:
+        with self.lock:
+            listener = self.listener
+        if listener is None:
+            return
+        try:
             while True:
                 try:
-                    conn = self.returned.get_nowait()
-                except queue.Empty:
-                    break
-                if self.stopping is not None:
-                    conn.close()
-                else:
-                    self.sel.register(conn, selectors.EVENT_READ, conn)
-                    idle.add(conn)
+                    sock, _ = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    if self.stopping is not None:
+                        return
+                    raise
+                sock.setblocking(True)
+                try:
+                    # SO_PEERCRED is 17 on Linux (PyPy's socket module lacks the name)
+                    cred = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_PEERCRED", 17), 12)
+                    uid = struct.unpack("3i", cred)[1]
+                except OSError as e:
+                    log.error("cannot check the peer of a new connection (%s); closing it", e)
+                    sock.close()
+                    continue
+                if uid not in (0, self.s.apache_uid):
+                    log.error("refused a connection from uid %d (only Apache's uid %d may connect)", uid, self.s.apache_uid)
+                    sock.close()
+                    continue
+                conn = Connection(sock)
+                with self.lock:
+                    if self.stopping is not None:
+                        conn.close()
+                        continue
+                    self.conns[sock.fileno()] = conn
+                    self.epoll.register(sock.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        finally:
+            with self.lock:
+                if self.listener is listener and listener is not None:
+                    try:
+                        self.epoll.modify(listener.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+                    except OSError:
+                        pass
 
-    def accept(self, idle: set[Connection]) -> None:
-        if self.listener is None:
-            return
+    def thread_main(self) -> None:
+        while True:
+            try:
+                events = self.epoll.poll(0.5, 1)
+            except OSError:
+                return
+            for fd, _ in events:
+                with self.lock:
+                    listener = self.listener
+                    conn = self.conns.get(fd)
+                    if conn is not None:
+                        self.busy.add(fd)
+                if listener is not None and fd == listener.fileno():
+                    try:
+                        self.accept()
+                    except OSError:  # the listener was closed under us: stopping
+                        pass
+                elif conn is not None:
+                    self.serve_connection(fd, conn)
+
+    def serve_connection(self, fd: int, conn: Connection) -> None:
+        """Serves the requests waiting on conn, then re-arms it (or drops it)."""
+        keep = False
         try:
-            sock, _ = self.listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        sock.setblocking(True)
-        try:
-            # SO_PEERCRED is 17 on Linux (PyPy's socket module lacks the name)
-            cred = sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_PEERCRED", 17), 12)
-            uid = struct.unpack("3i", cred)[1]
-        except OSError as e:
-            log.error("cannot check the peer of a new connection (%s); closing it", e)
-            sock.close()
-            return
-        if uid not in (0, self.s.apache_uid):
-            log.error("refused a connection from uid %d (only Apache's uid %d may connect)", uid, self.s.apache_uid)
-            sock.close()
-            return
-        conn = Connection(sock)
-        self.sel.register(conn, selectors.EVENT_READ, conn)
-        idle.add(conn)
+            while True:
+                keep = self.serve(conn)
+                # A request already read into the buffer will not make epoll fire.
+                if not (keep and conn.buf):
+                    break
+        except (EOFError, ConnectionError):
+            keep = False
+        except ProtocolError as e:
+            log.error("closing a connection: %s", e)
+            keep = False
+        except Exception:
+            log.exception("internal error serving a request")
+            keep = False
+        with self.lock:
+            self.busy.discard(fd)
+            if keep and self.stopping is None:
+                self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+            else:
+                self._forget(fd)
 
     def watchdog(self) -> None:
         while True:
@@ -571,26 +647,6 @@ class Worker:
                 self.stop(f"restart-interval of {self.s.restart_interval:g}s", self.s.graceful_timeout)
 
     # -- requests --
-
-    def thread_main(self) -> None:
-        while True:
-            conn = self.jobs.get()
-            if conn is None:
-                return
-            keep = False
-            try:
-                keep = self.serve(conn)
-            except (EOFError, ConnectionError):
-                pass
-            except ProtocolError as e:
-                log.error("closing a connection: %s", e)
-            except Exception:
-                log.exception("internal error serving a request")
-            if keep:
-                self.returned.put(conn)
-                self.wake()
-            else:
-                conn.close()
 
     def serve(self, conn: Connection) -> bool:
         """Serves one request on conn; True if the connection can carry another."""
@@ -655,6 +711,8 @@ class Worker:
         callable_name = environ.get("mod_wsgi.callable_object", "application")
         reloading = environ.get("mod_wsgi.script_reloading", "1") == "1"
         inp = Input(conn)
+        if environ.get("CONTENT_LENGTH", "0") in ("", "0") and "HTTP_TRANSFER_ENCODING" not in environ:
+            inp.eof = True  # no body: nothing to pull (and no round trip to find out)
         for key in ("mod_wsgi.version", "apache.version"):
             if key in environ:
                 environ[key] = tuple(int(x) for x in environ[key].split(","))

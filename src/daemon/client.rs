@@ -29,6 +29,11 @@ const MOD_WSGI_VERSION: &str = "4,9,4";
 /// A connection to a worker, kept between requests.
 struct Conn {
     reader: BufReader<UnixStream>,
+    /// The socket timeouts set on it (set once, not per request).
+    timeout: Option<Duration>,
+    /// Frame and body buffers, kept with the connection (no allocation per request).
+    buf: Vec<u8>,
+    body: Vec<u8>,
 }
 
 /// Idle connections of this child, per group.
@@ -74,6 +79,9 @@ fn connect(g: &Group) -> Result<Conn, String> {
     proto::write_frame(&mut w, Kind::Hello, &proto::hello(&g.secret)).map_err(|e| e.to_string())?;
     Ok(Conn {
         reader: BufReader::with_capacity(64 * 1024, stream),
+        timeout: None,
+        buf: Vec::new(),
+        body: Vec::new(),
     })
 }
 
@@ -282,9 +290,12 @@ fn serve(req: &Request, g: &Arc<Group>, t: &Target) -> i32 {
     drop(r);
     let max_idle = g.config.threads.max(16) as usize;
     let mut last = String::new();
-    for attempt in 0..4 {
+    // A restart replaces workers: a request can meet a worker that is closing its idle
+    // connections several times in a row; it is resent (never read by any worker) with a
+    // growing pause, about 1.5 s in all.
+    for attempt in 0..8 {
         if attempt > 1 {
-            std::thread::sleep(Duration::from_millis(20 << attempt));
+            std::thread::sleep(Duration::from_millis(10 << attempt.min(7)));
         }
         let (conn, reused) = match take_idle(&g.config.name).filter(|_| attempt == 0) {
             Some(c) => (c, true),
@@ -359,21 +370,43 @@ fn exchange(
         .into_iter()
         .find(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(60));
-    let _ = conn.reader.get_ref().set_read_timeout(Some(timeout));
-    let _ = conn.reader.get_ref().set_write_timeout(Some(timeout));
+    if conn.timeout != Some(timeout) {
+        let _ = conn.reader.get_ref().set_read_timeout(Some(timeout));
+        let _ = conn.reader.get_ref().set_write_timeout(Some(timeout));
+        conn.timeout = Some(timeout);
+    }
     if let Err(e) = proto::write_frame(&mut conn.reader.get_ref(), Kind::Request, payload) {
         return (Outcome::Unanswered(e.to_string(), true), 0);
     }
-    let mut buf = Vec::with_capacity(8192);
+    let (mut buf, mut body) = (
+        std::mem::take(&mut conn.buf),
+        std::mem::take(&mut conn.body),
+    );
+    let result = exchange_frames(req, t, conn, fresh, timeout, &mut buf, &mut body);
+    (conn.buf, conn.body) = (buf, body);
+    result
+}
+
+/// The frame loop of exchange(); `buf` and `body` are the connection's reused buffers.
+#[allow(clippy::too_many_arguments)]
+fn exchange_frames(
+    req: &Request,
+    t: &Target,
+    conn: &mut Conn,
+    fresh: bool,
+    timeout: Duration,
+    buf: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) -> (Outcome, i32) {
     let mut started = false;
     let mut greeted = !fresh;
-    let mut body = vec![0u8; 0];
+    let mut body_read = false;
     let mut declared: Option<u64> = None;
     let mut written: u64 = 0;
     let mut redirect: Option<Vec<u8>> = None;
     let mut override_status: Option<i32> = None;
     loop {
-        let kind = match proto::read_frame(&mut conn.reader, &mut buf) {
+        let kind = match proto::read_frame(&mut conn.reader, buf) {
             Ok(k) => k,
             Err(proto::Error::Io(e))
                 if matches!(
@@ -393,10 +426,7 @@ fn exchange(
             }
             Err(e) if !started && !matches!(e, proto::Error::Protocol(_)) => {
                 let safe = !fresh || !greeted;
-                return (
-                    Outcome::Unanswered(e.to_string(), safe && buf_untouched(&body)),
-                    0,
-                );
+                return (Outcome::Unanswered(e.to_string(), safe && !body_read), 0);
             }
             Err(e) => {
                 let why = format!("the daemon process went away mid-response: {e}");
@@ -423,6 +453,7 @@ fn exchange(
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                     .unwrap_or(0)
                     .clamp(1, MAX_CHUNK);
+                body_read = true;
                 body.resize(want as usize, 0);
                 let Ok(r) = req.get() else {
                     return (
@@ -430,7 +461,7 @@ fn exchange(
                         0,
                     );
                 };
-                let sent = match r.read_into(&mut body) {
+                let sent = match r.read_into(body) {
                     Ok(n) => proto::write_frame(&mut conn.reader.get_ref(), Kind::Body, &body[..n]),
                     Err(e) => {
                         let msg = match e {
@@ -456,7 +487,7 @@ fn exchange(
             }
             Kind::Start if !started => {
                 started = true;
-                let Ok(start) = proto::parse_start(&buf) else {
+                let Ok(start) = proto::parse_start(buf) else {
                     return (
                         Outcome::Failed(
                             HTTP_INTERNAL_SERVER_ERROR,
@@ -551,7 +582,7 @@ fn exchange(
                             0,
                             &format!("mod_py: client went away: {e}"),
                         );
-                        return drain(conn, &mut buf, DONE);
+                        return drain(conn, buf, DONE);
                     }
                 }
             }
@@ -584,7 +615,7 @@ fn exchange(
             }
             Kind::Abort if started => {
                 abort(req);
-                let why = String::from_utf8_lossy(&buf).into_owned();
+                let why = String::from_utf8_lossy(buf).into_owned();
                 return (Outcome::Failed(DONE, format!("the application failed after its response began ({why}); the response was cut")), DONE);
             }
             other => {
@@ -621,11 +652,6 @@ fn drain(conn: &mut Conn, buf: &mut Vec<u8>, status: i32) -> (Outcome, i32) {
         }
     }
     (Outcome::Failed(status, "client went away".into()), status)
-}
-
-/// No body read yet for the worker (a READ would make a retry unsafe).
-fn buf_untouched(body: &[u8]) -> bool {
-    body.is_empty()
 }
 
 /// The worker failed after START: if nothing has reached the client yet, a clean 503 (the

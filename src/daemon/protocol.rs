@@ -97,7 +97,7 @@ pub fn header(kind: Kind, len: usize) -> [u8; 8] {
     [kind as u8, 0, 0, 0, n[0], n[1], n[2], n[3]]
 }
 
-/// Writes one frame (header and payload in one write when small).
+/// Writes one frame (header and payload in one write up to 64 KiB).
 pub fn write_frame<W: Write>(w: &mut W, kind: Kind, payload: &[u8]) -> io::Result<()> {
     if payload.len() > MAX_FRAME as usize {
         return Err(io::Error::new(
@@ -106,7 +106,7 @@ pub fn write_frame<W: Write>(w: &mut W, kind: Kind, payload: &[u8]) -> io::Resul
         ));
     }
     let h = header(kind, payload.len());
-    if payload.len() <= 4096 {
+    if payload.len() <= 64 * 1024 {
         let mut buf = Vec::with_capacity(8 + payload.len());
         buf.extend_from_slice(&h);
         buf.extend_from_slice(payload);
