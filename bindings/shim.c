@@ -25,7 +25,8 @@ static const int wsgi_ids[] = {
     MODPY_WSGI_PASS_AUTHORIZATION, MODPY_WSGI_CHUNKED_REQUEST, MODPY_WSGI_ERROR_OVERRIDE,
     MODPY_WSGI_TRUSTED_PROXIES, MODPY_WSGI_TRUSTED_PROXY_HEADERS, MODPY_WSGI_HANDLER_SCRIPT,
     MODPY_WSGI_RESTRICT_EMBEDDED, MODPY_WSGI_ACCESS_SCRIPT, MODPY_WSGI_AUTH_USER_SCRIPT,
-    MODPY_WSGI_AUTH_GROUP_SCRIPT, MODPY_WSGI_SOCKET_PREFIX, MODPY_WSGI_DAEMON_PROCESS
+    MODPY_WSGI_AUTH_GROUP_SCRIPT, MODPY_WSGI_SOCKET_PREFIX, MODPY_WSGI_DAEMON_PROCESS,
+    MODPY_WSGI_DAEMON_TEMPLATE, MODPY_WSGI_DAEMON_DEFAULT
 };
 #define WSGI_CMD(name, id, where, help) \
     AP_INIT_RAW_ARGS(name, modpy_cmd_wsgi, (void *)&wsgi_ids[(id) - MODPY_WSGI_SCRIPT_ALIAS], where, help)
@@ -148,6 +149,10 @@ const command_rec modpy_cmds[] = {
              "WSGIAuthGroupScript file-path [application-group=]"),
     WSGI_CMD("WSGISocketPrefix", MODPY_WSGI_SOCKET_PREFIX, RSRC_CONF,
              "WSGISocketPrefix path-prefix"),
+    WSGI_CMD("WSGIDaemonTemplate", MODPY_WSGI_DAEMON_TEMPLATE, RSRC_CONF,
+             "WSGIDaemonTemplate name [WSGIDaemonProcess options with %{SERVER} %{USER} %{ENV:X} %{GROUP}] [max-instances=64] [min-uid=1000] [users=a,b]"),
+    WSGI_CMD("WSGIDaemonDefault", MODPY_WSGI_DAEMON_DEFAULT, RSRC_CONF,
+             "WSGIDaemonDefault On|Off: WSGIScriptAlias without a process group runs in a daemon group of its virtual host"),
     WSGI_CMD("WSGIDaemonProcess", MODPY_WSGI_DAEMON_PROCESS, RSRC_CONF,
              "WSGIDaemonProcess name [processes=N threads=N user=U group=G python-executable=... ...]"),
     {NULL}

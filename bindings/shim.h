@@ -40,7 +40,9 @@ enum modpy_wsgi_cmd_id {
     MODPY_WSGI_AUTH_USER_SCRIPT,
     MODPY_WSGI_AUTH_GROUP_SCRIPT,
     MODPY_WSGI_SOCKET_PREFIX,
-    MODPY_WSGI_DAEMON_PROCESS
+    MODPY_WSGI_DAEMON_PROCESS,
+    MODPY_WSGI_DAEMON_TEMPLATE,
+    MODPY_WSGI_DAEMON_DEFAULT
 };
 const char *modpy_cmd_wsgi(cmd_parms *cmd, void *mconfig, const char *args);
 /* ---- issue 4: request phases and auth providers (ids 400+, handled in

@@ -38,6 +38,7 @@ MAX_CHUNK = 256 * 1024
 HELLO, HELLO_OK = 1, 2
 REQUEST, READ, BODY, BODY_ERROR = 10, 11, 12, 13
 START, DATA, END, ABORT = 20, 21, 22, 23
+EXIT_INACTIVE = 4  # see src/daemon/monitor.rs
 KINDS = {HELLO, HELLO_OK, REQUEST, READ, BODY, BODY_ERROR, START, DATA, END, ABORT}
 
 _header = struct.Struct(">BBHI")
@@ -75,6 +76,10 @@ class Settings:
         self.apache_uid = int(env.get("MODPY_DAEMON_APACHE_UID", "-1"))
         self.loglevel = env.get("MODPY_DAEMON_LOGLEVEL", "warning")
         self.python_path = [p for p in env.get("MODPY_DAEMON_PYTHON_PATH", "").split(":") if p]
+        # An instance of a WSGIDaemonTemplate: the file whose mtime tells the monitor when it
+        # was last used, and exit status 4 after inactivity-timeout (stop, do not restart).
+        self.activity_file = env.get("MODPY_DAEMON_ACTIVITY_FILE", "")
+        self.instance = env.get("MODPY_DAEMON_INSTANCE") == "1"
         # preloads: "script\tcallable" lines (WSGIScriptAlias ... process-group= application-group=,
         # WSGIImportScript ... process-group=; an empty callable only imports the script)
         self.preload = [
@@ -485,6 +490,8 @@ class Worker:
         self.started = time.monotonic()
         self.apps: dict[tuple[str, str], Any] = {}
         self.mtimes: dict[str, float] = {}
+        self.exit_code = 0
+        self.touched = 0.0
 
     # -- lifecycle --
 
@@ -628,6 +635,16 @@ class Worker:
             else:
                 self._forget(fd)
 
+    def touch(self) -> None:
+        """Marks the activity file (at most twice a second)."""
+        now = time.monotonic()
+        if self.s.activity_file and now - self.touched > 0.5:
+            self.touched = now
+            try:
+                os.utime(self.s.activity_file)
+            except OSError:
+                pass
+
     def watchdog(self) -> None:
         while True:
             time.sleep(0.25)
@@ -641,7 +658,11 @@ class Worker:
                 os._exit(3)
             if self.stopping is not None:
                 continue
+            if busy:
+                self.touch()
             if self.s.inactivity_timeout and not busy and now - self.last_activity > self.s.inactivity_timeout:
+                if self.s.instance:
+                    self.exit_code = EXIT_INACTIVE
                 self.stop(f"inactivity-timeout of {self.s.inactivity_timeout:g}s", self.s.graceful_timeout)
             if self.s.restart_interval and now - self.started > self.s.restart_interval:
                 self.stop(f"restart-interval of {self.s.restart_interval:g}s", self.s.graceful_timeout)
@@ -669,6 +690,7 @@ class Worker:
         strs = [b.decode("latin-1") for b in items[:-1]]
         environ: dict[str, Any] = dict(zip(strs[0::2], strs[1::2]))
         tid = threading.get_ident()
+        self.touch()
         with self.lock:
             self.active[tid] = time.monotonic()
             self.requests += 1
@@ -822,7 +844,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: worker.stop("SIGINT", settings.shutdown_timeout))
     signal.signal(signal.SIGUSR1, lambda *_: worker.stop("graceful restart", settings.graceful_timeout))
     log.info("daemon process started (Python %s, %d threads)", sys.version.split()[0], settings.threads)
-    rc = worker.run()
+    rc = worker.run() or worker.exit_code
     log.info("daemon process exiting: %s (%d requests)", worker.stop_reason, worker.requests)
     sys.__stderr__.flush()
     return rc

@@ -362,6 +362,19 @@ pub unsafe extern "C" fn modpy_cmd_wsgi(
             sys::modpy_wsgi_cmd_id_MODPY_WSGI_RESTRICT_EMBEDDED => {
                 sc.wsgi.restrict_embedded = Some(flag()?)
             }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_DAEMON_TEMPLATE => {
+                let t = crate::daemon::config::parse_daemon_template(&words()?)?;
+                if sc.wsgi.daemon_templates.iter().any(|d| d.name == t.name) {
+                    return Err(format!(
+                        "name '{}' duplicates a previous WSGI daemon template",
+                        t.name
+                    ));
+                }
+                sc.wsgi.daemon_templates.push(t)
+            }
+            sys::modpy_wsgi_cmd_id_MODPY_WSGI_DAEMON_DEFAULT => {
+                sc.wsgi.daemon_default = Some(flag()?)
+            }
             sys::modpy_wsgi_cmd_id_MODPY_WSGI_DAEMON_PROCESS => {
                 let g = crate::daemon::config::parse_daemon_process(&words()?)?;
                 // As mod_wsgi: a user or group that does not exist fails the configuration.

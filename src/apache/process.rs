@@ -558,3 +558,46 @@ pub unsafe fn runtime_dir_relative(pool: *mut crate::sys::apr_pool_t, name: &str
         }
     }
 }
+
+pub fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+/// Waits up to `timeout` for `fd` to be readable (a signal cuts it short: false).
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) > 0 }
+}
+
+/// Accepts one connection on a non-blocking listening socket `fd` (None: none waiting).
+pub fn accept_unix(fd: RawFd) -> Option<std::os::unix::net::UnixStream> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: accept4 on our listening socket; a new descriptor is owned by the stream.
+    unsafe {
+        let c = libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        );
+        (c >= 0).then(|| std::os::unix::net::UnixStream::from_raw_fd(c))
+    }
+}
+
+/// Creates (or truncates) `path`, mode 0644, owned by `owner` when running as root.
+pub fn create_owned_file(path: &str, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    std::fs::write(path, b"")?;
+    if let (Some((uid, gid)), true) = (owner, is_root()) {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 //! the worker's requests for body bytes, and writes the response it streams back. No Python:
 //! this runs the same in mod_py and in the daemon-only mod_pyd.
 
+use super::config::TemplateValues;
 use super::protocol::{self as proto, Kind, MAX_CHUNK};
 use super::runtime::{self, Group};
 use crate::apache::hooks::{HookRequest, RequestHook};
@@ -57,16 +58,25 @@ fn put_idle(group: &str, c: Conn, max: usize) {
 
 /// Connects (retrying until connect-timeout: the socket exists from Apache's start, but a
 /// full backlog refuses) and sends HELLO; HELLO_OK is read with the first response.
-fn connect(g: &Group) -> Result<Conn, String> {
+fn connect(g: &Group) -> Result<Conn, (i32, String)> {
     let deadline = Instant::now() + g.config.connect_timeout.max(Duration::from_millis(100));
     let mut delay = Duration::from_millis(5);
+    let mut asked = false;
     let stream = loop {
         match UnixStream::connect(&g.socket) {
             Ok(s) => break s,
+            // An instance of a template that is not running: the monitor starts it.
+            Err(_) if g.on_demand.is_some() && !asked => {
+                asked = true;
+                ask_monitor(g)?;
+            }
             Err(e) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "unable to connect to WSGI daemon process '{}' on '{}': {e}",
-                    g.config.name, g.socket
+                return Err((
+                    HTTP_SERVICE_UNAVAILABLE,
+                    format!(
+                        "unable to connect to WSGI daemon process '{}' on '{}': {e}",
+                        g.config.name, g.socket
+                    ),
                 ))
             }
             Err(_) => {
@@ -76,13 +86,121 @@ fn connect(g: &Group) -> Result<Conn, String> {
         }
     };
     let mut w = &stream;
-    proto::write_frame(&mut w, Kind::Hello, &proto::hello(&g.secret)).map_err(|e| e.to_string())?;
+    proto::write_frame(&mut w, Kind::Hello, &proto::hello(&g.secret))
+        .map_err(|e| (HTTP_SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Conn {
         reader: BufReader::with_capacity(64 * 1024, stream),
         timeout: None,
         buf: Vec::new(),
         body: Vec::new(),
     })
+}
+
+/// Asks the monitor to start the template instance `g` (it re-checks everything).
+fn ask_monitor(g: &Group) -> Result<(), (i32, String)> {
+    let unavailable = |e: String| (HTTP_SERVICE_UNAVAILABLE, e);
+    let (Some(od), Some(setup)) = (&g.on_demand, runtime::on_demand()) else {
+        return Err(unavailable("no daemon templates are configured".into()));
+    };
+    let stream = UnixStream::connect(&setup.control).map_err(|e| {
+        unavailable(format!(
+            "cannot reach the daemon monitor on {}: {e}",
+            setup.control
+        ))
+    })?;
+    let wait = g.config.connect_timeout.max(Duration::from_secs(1));
+    let _ = stream.set_read_timeout(Some(wait));
+    let mut payload = Vec::new();
+    proto::push_pair(&mut payload, b"template", od.template.as_bytes());
+    proto::push_pair(&mut payload, b"server", od.values.server.as_bytes());
+    if let Some(u) = &od.values.user {
+        proto::push_pair(&mut payload, b"user", u.as_bytes());
+    }
+    for (k, v) in &od.values.env {
+        proto::push_pair(&mut payload, format!("env:{k}").as_bytes(), v.as_bytes());
+    }
+    let mut w = &stream;
+    proto::write_frame(&mut w, Kind::Hello, &proto::hello(&setup.secret))
+        .and_then(|_| proto::write_frame(&mut w, Kind::Request, &payload))
+        .map_err(|e| unavailable(format!("daemon monitor: {e}")))?;
+    let mut buf = Vec::new();
+    let mut r = &stream;
+    match proto::read_frame(&mut r, &mut buf) {
+        Ok(Kind::Start) => {}
+        Ok(k) => return Err(unavailable(format!("daemon monitor answered {k:?}"))),
+        Err(e) => return Err(unavailable(format!("daemon monitor: {e}"))),
+    }
+    let start = proto::parse_start(&buf).map_err(|e| unavailable(e.to_string()))?;
+    if start.status == 200 {
+        return Ok(());
+    }
+    let why = start
+        .headers
+        .iter()
+        .find(|(k, _)| *k == b"reason")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    Err((start.status as i32, why))
+}
+
+/// Instances of templates this child has talked to, by instance name.
+static INSTANCES: Mutex<Option<HashMap<String, Arc<Group>>>> = Mutex::new(None);
+
+/// The template instance for this request (`%{TEMPLATE:NAME}`); Err: status, logged.
+fn instance_for(r: &RequestRef<'_>, name: &str) -> Result<Arc<Group>, i32> {
+    let fail = |status: i32, why: String| {
+        r.log_error(log::APLOG_ERR, 0, &format!("mod_py: {why}"));
+        status
+    };
+    let Some(setup) = runtime::on_demand() else {
+        return Err(fail(
+            HTTP_INTERNAL_SERVER_ERROR,
+            format!("no WSGIDaemonTemplate called '{name}' has been configured"),
+        ));
+    };
+    let Some(t) = setup.template(name) else {
+        return Err(fail(
+            HTTP_INTERNAL_SERVER_ERROR,
+            format!("no WSGIDaemonTemplate called '{name}' has been configured"),
+        ));
+    };
+    let server = r.server();
+    let server_name = server
+        .str_field(crate::apache::server::ServerStr::ServerHostname)
+        .unwrap_or_default();
+    let env = r.table(TableField::SubprocessEnv);
+    let values = TemplateValues {
+        server: String::from_utf8_lossy(server_name).into_owned(),
+        user: r
+            .str_field(StrField::User)
+            .map(|u| String::from_utf8_lossy(u).into_owned()),
+        env: t
+            .placeholders()
+            .iter()
+            .filter_map(|p| p.strip_prefix("ENV:"))
+            .filter_map(|k| {
+                Some((
+                    k.to_string(),
+                    String::from_utf8_lossy(&env.get(k.as_bytes()).ok()??).into_owned(),
+                ))
+            })
+            .collect(),
+    };
+    let instance = t
+        .instance_name(&values)
+        .map_err(|e| fail(HTTP_FORBIDDEN, format!("template '{name}': {e}")))?;
+    let mut cache = INSTANCES.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some(g) = cache.get(&instance) {
+        return Ok(g.clone());
+    }
+    let g = Arc::new(
+        setup
+            .instance_group(t, &values)
+            .map_err(|e| fail(HTTP_FORBIDDEN, format!("template '{name}': {e}")))?,
+    );
+    cache.insert(instance, g.clone());
+    Ok(g)
 }
 
 pub struct DaemonHandler;
@@ -119,10 +237,23 @@ impl RequestHook for DaemonHandler {
             Ok(t) => t,
             Err(status) => return status,
         };
-        if t.process_group.is_empty() {
-            return embedded_or_declined(&r);
-        }
-        let Some(g) = runtime::group(&t.process_group) else {
+        let daemon_default = r.server().config().wsgi.daemon_default == Some(true);
+        let pg = match t.process_group.as_str() {
+            "" if daemon_default && t.alias.is_some() => "%{TEMPLATE:default}",
+            "" => return embedded_or_declined(&r),
+            pg => pg,
+        };
+        let template = pg
+            .strip_prefix("%{TEMPLATE:")
+            .and_then(|x| x.strip_suffix('}'));
+        let found = match template {
+            Some(name) => match instance_for(&r, name) {
+                Ok(g) => Some(g),
+                Err(status) => return status,
+            },
+            None => runtime::group(pg),
+        };
+        let Some(g) = found else {
             r.log_error(
                 log::APLOG_ERR,
                 0,
@@ -301,9 +432,9 @@ fn serve(req: &Request, g: &Arc<Group>, t: &Target) -> i32 {
             Some(c) => (c, true),
             None => match connect(g) {
                 Ok(c) => (c, false),
-                Err(e) => {
+                Err((status, e)) => {
                     log_req(req, log::APLOG_ERR, &format!("mod_py: {e}"));
-                    return HTTP_SERVICE_UNAVAILABLE;
+                    return status;
                 }
             },
         };

@@ -243,3 +243,204 @@ mod tests {
         assert!(parse("a/b").is_err());
     }
 }
+
+/// `WSGIDaemonTemplate NAME option=value ...`: a daemon group made on demand, one instance
+/// per distinct value of the placeholders its options use (`%{SERVER}`, `%{USER}`,
+/// `%{ENV:NAME}`; `%{GROUP}` is the instance's own name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonTemplate {
+    pub name: String,
+    /// The WSGIDaemonProcess options, placeholders unexpanded.
+    pub options: Vec<String>,
+    pub max_instances: usize,
+    pub min_uid: u32,
+    pub users: Option<Vec<String>>,
+}
+
+/// The request values a template instance is chosen by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateValues {
+    pub server: String,
+    pub user: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl DaemonTemplate {
+    /// The placeholders the options use, in order (`SERVER`, `USER`, `ENV:NAME`).
+    pub fn placeholders(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for o in &self.options {
+            let mut rest = o.as_str();
+            while let Some(i) = rest.find("%{") {
+                let Some(j) = rest[i..].find('}') else { break };
+                let p = &rest[i + 2..i + j];
+                if p != "GROUP" && !out.iter().any(|x| x == p) {
+                    out.push(p.to_string());
+                }
+                rest = &rest[i + j + 1..];
+            }
+        }
+        out
+    }
+
+    fn value<'a>(&self, p: &str, v: &'a TemplateValues) -> Option<&'a str> {
+        match p {
+            "SERVER" => Some(v.server.as_str()),
+            "USER" => v.user.as_deref(),
+            _ => p
+                .strip_prefix("ENV:")
+                .and_then(|k| v.env.iter().find(|(n, _)| n == k).map(|(_, x)| x.as_str())),
+        }
+    }
+
+    /// The instance's name: the template's, then each placeholder's value.
+    pub fn instance_name(&self, v: &TemplateValues) -> Result<String, String> {
+        let mut name = self.name.clone();
+        for p in self.placeholders() {
+            let x = self
+                .value(&p, v)
+                .filter(|x| !x.is_empty())
+                .ok_or_else(|| format!("%{{{p}}} has no value for this request"))?;
+            if x.contains(['/', '\0', '\n', ':', '%', ' ', '\t']) {
+                return Err(format!("%{{{p}}} value {x:?} cannot name a daemon process"));
+            }
+            name.push(':');
+            name.push_str(x);
+        }
+        Ok(name)
+    }
+
+    /// The instance's WSGIDaemonProcess definition for these values.
+    pub fn expand(&self, v: &TemplateValues) -> Result<DaemonGroup, String> {
+        let instance = self.instance_name(v)?;
+        let mut words = vec![instance.clone()];
+        let mut has_inactivity = false;
+        let mut has_display = false;
+        for o in &self.options {
+            let mut out = o.replace("%{GROUP}", &instance);
+            for p in self.placeholders() {
+                if let Some(x) = self.value(&p, v) {
+                    out = out.replace(&format!("%{{{p}}}"), x);
+                }
+            }
+            has_inactivity |= out.starts_with("inactivity-timeout=");
+            has_display |= out.starts_with("display-name=");
+            words.push(out);
+        }
+        if !has_inactivity {
+            words.push("inactivity-timeout=300".into());
+        }
+        if !has_display {
+            words.push(format!("display-name=modpy:{instance}"));
+        }
+        parse_daemon_process(&words)
+    }
+}
+
+/// Parses `WSGIDaemonTemplate NAME option=value ...`; the WSGIDaemonProcess options are
+/// checked with sample values so that mistakes fail the configuration.
+pub fn parse_daemon_template(words: &[String]) -> Result<DaemonTemplate, String> {
+    let Some((name, options)) = words.split_first() else {
+        return Err("expected: name [option=value ...]".into());
+    };
+    if name.is_empty() || name.contains(['/', '\0', ':', '%']) {
+        return Err(format!("invalid daemon template name '{name}'"));
+    }
+    let mut t = DaemonTemplate {
+        name: name.clone(),
+        options: Vec::new(),
+        max_instances: 64,
+        min_uid: 1000,
+        users: None,
+    };
+    for o in options {
+        match o.split_once('=') {
+            Some(("max-instances", v)) => t.max_instances = number("max-instances", v, 1usize)?,
+            Some(("min-uid", v)) => t.min_uid = number("min-uid", v, 1u32)?,
+            Some(("users", v)) => {
+                t.users = Some(
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                )
+            }
+            _ => t.options.push(o.clone()),
+        }
+    }
+    let sample = TemplateValues {
+        server: "example.org".into(),
+        user: Some("sample".into()),
+        env: t
+            .placeholders()
+            .iter()
+            .filter_map(|p| {
+                p.strip_prefix("ENV:")
+                    .map(|k| (k.to_string(), "x".to_string()))
+            })
+            .collect(),
+    };
+    for p in t.placeholders() {
+        if !(p == "SERVER" || p == "USER" || p.starts_with("ENV:")) {
+            return Err(format!("unknown placeholder %{{{p}}} (expected %{{SERVER}}, %{{USER}}, %{{ENV:NAME}} or %{{GROUP}})"));
+        }
+    }
+    t.expand(&sample)?;
+    Ok(t)
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    fn t(s: &str) -> Result<DaemonTemplate, String> {
+        parse_daemon_template(&s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn instances_and_expansion() {
+        let tpl =
+            t("peruser user=%{USER} home=/home/%{USER} threads=2 max-instances=2 users=alice,bob")
+                .unwrap();
+        assert_eq!(tpl.placeholders(), ["USER"]);
+        assert_eq!(tpl.max_instances, 2);
+        assert_eq!(
+            tpl.users.as_deref(),
+            Some(&["alice".to_string(), "bob".to_string()][..])
+        );
+        let v = TemplateValues {
+            server: "s".into(),
+            user: Some("alice".into()),
+            env: vec![],
+        };
+        assert_eq!(tpl.instance_name(&v).unwrap(), "peruser:alice");
+        let g = tpl.expand(&v).unwrap();
+        assert_eq!(g.name, "peruser:alice");
+        assert_eq!(g.user.as_deref(), Some("alice"));
+        assert_eq!(g.home.as_deref(), Some("/home/alice"));
+        assert_eq!(g.inactivity_timeout, std::time::Duration::from_secs(300));
+        assert_eq!(g.process_title().as_deref(), Some("modpy:peruser:alice"));
+        let none = TemplateValues {
+            user: None,
+            ..v.clone()
+        };
+        assert!(tpl.instance_name(&none).is_err());
+        let evil = TemplateValues {
+            user: Some("../x".into()),
+            ..v
+        };
+        assert!(tpl.instance_name(&evil).is_err());
+    }
+
+    #[test]
+    fn errors() {
+        assert!(t("x bogus=1").is_err());
+        assert!(t("x threads=%{USER}").is_err());
+        assert!(t("x display-name=%{NOPE}").unwrap_err().contains("NOPE"));
+        assert!(t("a:b").is_err());
+        assert_eq!(
+            t("vh display-name=%{SERVER}").unwrap().placeholders(),
+            ["SERVER"]
+        );
+    }
+}

@@ -4,7 +4,9 @@
 //! with a growing delay after a crash), and on SIGTERM (restart or stop of Apache) asks them
 //! to finish their requests and exit, killing what is left after shutdown-timeout.
 
-use super::runtime::Group;
+use super::config::TemplateValues;
+use super::protocol::{self as proto, Kind};
+use super::runtime::{Group, OnDemandSetup};
 use crate::apache::process::{self, Exit, Spawn};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,8 @@ struct Slot {
     /// Crashes in a row (each soon after its start): the restart delay doubles.
     crashes: u32,
     next_start: Instant,
+    /// Not to be started again (its instance is stopping).
+    retired: bool,
 }
 
 /// The worker's environment: settings for modpy.daemon plus what mod_wsgi sets (LANG,
@@ -132,7 +136,7 @@ fn loglevel_name(level: i32) -> &'static str {
     }
 }
 
-fn spawn(g: &Group, index: u32) -> Result<i32, String> {
+fn spawn(g: &Group, index: u32, activity: Option<&str>) -> Result<i32, String> {
     let c = &g.config;
     let user = match &c.user {
         Some(name) => Some(process::lookup_user(name).ok_or_else(|| {
@@ -194,7 +198,13 @@ fn spawn(g: &Group, index: u32) -> Result<i32, String> {
         "modpy.daemon".to_string(),
         title,
     ];
-    let env = worker_env(g, user.as_ref(), &pylib);
+    let mut env = worker_env(g, user.as_ref(), &pylib);
+    if let Some(a) = activity {
+        // An instance of a template: it tells the monitor when it was last used, and stops
+        // (for good) after its inactivity-timeout.
+        env.push(("MODPY_DAEMON_ACTIVITY_FILE".into(), a.to_string()));
+        env.push(("MODPY_DAEMON_INSTANCE".into(), "1".into()));
+    }
     let spec = Spawn {
         program,
         args: &args,
@@ -218,53 +228,129 @@ fn spawn(g: &Group, index: u32) -> Result<i32, String> {
     })
 }
 
+/// A group the monitor runs: configured, or an instance of a template.
+struct Entry {
+    group: Arc<Group>,
+    /// For an instance: its template's index, its activity file, and whether it is being
+    /// stopped (evicted or idle).
+    template: Option<usize>,
+    activity: Option<String>,
+    stopping: bool,
+}
+
+struct Monitor {
+    entries: Vec<Option<Entry>>,
+    slots: Vec<Slot>,
+    on_demand: Option<Arc<OnDemandSetup>>,
+}
+
+/// Exit status of a worker that stopped after its inactivity-timeout (modpy.daemon): an
+/// instance of a template is then stopped, not restarted.
+const EXIT_INACTIVE: i32 = 4;
+
 /// The monitor's life; never returns.
-pub fn run(groups: Vec<Arc<Group>>, parent: i32) -> ! {
+pub fn run(groups: Vec<Arc<Group>>, on_demand: Option<Arc<OnDemandSetup>>, parent: i32) -> ! {
     process::monitor_signals();
     process::set_name("modpy-monitor");
-    // SAFETY-free check: the parent may have died between fork and PDEATHSIG.
+    // The parent may have died between fork and PDEATHSIG.
     if !process::kill(parent, 0) {
         process::exit_now(0);
     }
     say(
         "notice",
         &format!(
-            "mod_py: daemon monitor started for {} process group(s): {}",
+            "mod_py: daemon monitor started for {} process group(s): {}{}",
             groups.len(),
             groups
                 .iter()
                 .map(|g| g.config.name.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            on_demand.as_ref().map_or(String::new(), |d| format!(
+                "; templates: {}",
+                d.templates
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
         ),
     );
-    let now = Instant::now();
-    let mut slots: Vec<Slot> = Vec::new();
-    for (gi, g) in groups.iter().enumerate() {
-        for index in 0..g.config.processes {
-            slots.push(Slot {
-                group: gi,
+    let mut m = Monitor {
+        entries: Vec::new(),
+        slots: Vec::new(),
+        on_demand,
+    };
+    for g in groups {
+        m.add(Entry {
+            group: g,
+            template: None,
+            activity: None,
+            stopping: false,
+        });
+    }
+    let control = m.on_demand.as_ref().map(|d| d.control_fd);
+    if let Some(fd) = control {
+        process::set_nonblocking(fd);
+    }
+    loop {
+        if process::terminated() {
+            let groups: Vec<Arc<Group>> = m
+                .entries
+                .iter()
+                .flatten()
+                .map(|e| e.group.clone())
+                .collect();
+            stop_all(&groups, &mut m.slots);
+        }
+        m.reap();
+        m.start_due();
+        // SIGCHLD and SIGTERM cut the wait short; so does a request on the control socket.
+        match control {
+            Some(fd) if process::wait_readable(fd, Duration::from_millis(200)) => m.control(fd),
+            Some(_) => {}
+            None => process::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+impl Monitor {
+    fn add(&mut self, e: Entry) -> usize {
+        let idx = self.entries.len();
+        let now = Instant::now();
+        for index in 0..e.group.config.processes {
+            self.slots.push(Slot {
+                group: idx,
                 index,
                 pid: 0,
                 started: now,
                 crashes: 0,
                 next_start: now,
+                retired: false,
             });
         }
+        self.entries.push(Some(e));
+        idx
     }
-    loop {
-        if process::terminated() {
-            stop_all(&groups, &mut slots);
-        }
+
+    fn reap(&mut self) {
         while let Some((pid, exit)) = process::reap_any() {
-            let Some(slot) = slots.iter_mut().find(|s| s.pid == pid) else {
+            let Some(slot) = self.slots.iter_mut().find(|s| s.pid == pid) else {
                 continue;
             };
-            let g = &groups[slot.group].config;
+            let Some(entry) = self.entries[slot.group].as_mut() else {
+                slot.pid = 0;
+                continue;
+            };
+            let g = &entry.group.config;
             let lived = slot.started.elapsed();
             slot.pid = 0;
-            let planned = exit == Exit::Code(0);
-            if planned {
+            if entry.template.is_some() && (entry.stopping || exit == Exit::Code(EXIT_INACTIVE)) {
+                slot.retired = true;
+                if !entry.stopping {
+                    say("info", &format!("mod_py: daemon instance '{}' (pid {pid}) stopped after its inactivity-timeout", g.name));
+                }
+            } else if exit == Exit::Code(0) || exit == Exit::Code(EXIT_INACTIVE) {
                 slot.crashes = 0;
                 slot.next_start = Instant::now();
                 say("info", &format!("mod_py: daemon process '{}' (pid {pid}) exited after {:.1}s; starting another", g.name, lived.as_secs_f64()));
@@ -274,8 +360,7 @@ pub fn run(groups: Vec<Arc<Group>>, parent: i32) -> ! {
                 } else {
                     1
                 };
-                let delay = Duration::from_millis(100u64 << slot.crashes.min(8))
-                    .min(Duration::from_secs(20));
+                let delay = backoff(slot.crashes);
                 slot.next_start = Instant::now() + delay;
                 say("error", &format!(
                     "mod_py: daemon process '{}' (pid {pid}) died with {exit} after {:.1}s; restarting it in {:.1}s",
@@ -283,32 +368,276 @@ pub fn run(groups: Vec<Arc<Group>>, parent: i32) -> ! {
                 ));
             }
         }
+        // Instances whose processes have all stopped are gone: socket and files removed.
+        for idx in 0..self.entries.len() {
+            let done = self.entries[idx]
+                .as_ref()
+                .is_some_and(|e| e.template.is_some())
+                && self
+                    .slots
+                    .iter()
+                    .filter(|s| s.group == idx)
+                    .all(|s| s.retired && s.pid == 0);
+            if done {
+                if let Some(e) = self.entries[idx].take() {
+                    process::close(e.group.fd);
+                    let _ = std::fs::remove_file(&e.group.socket);
+                    if let Some(a) = &e.activity {
+                        let _ = std::fs::remove_file(a);
+                    }
+                    say(
+                        "info",
+                        &format!("mod_py: daemon instance '{}' removed", e.group.config.name),
+                    );
+                }
+                self.slots.retain(|s| s.group != idx);
+            }
+        }
+    }
+
+    fn start_due(&mut self) {
         let now = Instant::now();
-        for slot in slots
+        for slot in self
+            .slots
             .iter_mut()
-            .filter(|s| s.pid == 0 && s.next_start <= now)
+            .filter(|s| s.pid == 0 && !s.retired && s.next_start <= now)
         {
-            let g = &groups[slot.group];
-            match spawn(g, slot.index) {
+            let Some(e) = self.entries[slot.group].as_ref() else {
+                continue;
+            };
+            match spawn(&e.group, slot.index, e.activity.as_deref()) {
                 Ok(pid) => {
                     slot.pid = pid;
                     slot.started = now;
                 }
-                Err(e) => {
+                Err(err) => {
                     slot.crashes += 1;
-                    let delay = Duration::from_millis(100u64 << slot.crashes.min(8))
-                        .min(Duration::from_secs(20));
+                    let delay = backoff(slot.crashes);
                     slot.next_start = now + delay;
                     say(
                         "error",
-                        &format!("mod_py: {e}; trying again in {:.1}s", delay.as_secs_f64()),
+                        &format!("mod_py: {err}; trying again in {:.1}s", delay.as_secs_f64()),
                     );
                 }
             }
         }
-        // SIGCHLD and SIGTERM cut this short.
-        process::sleep(Duration::from_millis(200));
     }
+
+    /// Answers the Apache children waiting on the control socket.
+    fn control(&mut self, fd: std::os::fd::RawFd) {
+        let Some(setup) = self.on_demand.clone() else {
+            return;
+        };
+        while let Some(stream) = process::accept_unix(fd) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut buf = Vec::new();
+            let answer = match read_start_request(&mut reader, &mut buf, &setup.secret) {
+                Ok((template, values)) => self.start_instance(&setup, &template, &values),
+                Err(e) => {
+                    say(
+                        "error",
+                        &format!("mod_py: daemon monitor: bad control request: {e}"),
+                    );
+                    continue;
+                }
+            };
+            let (status, why) = match answer {
+                Ok(()) => ("200 OK", String::new()),
+                Err((status, why)) => {
+                    say("info", &format!("mod_py: daemon instance refused: {why}"));
+                    (status, why)
+                }
+            };
+            let mut payload = Vec::new();
+            payload.extend_from_slice(status.as_bytes());
+            payload.push(0);
+            proto::push_pair(&mut payload, b"reason", why.as_bytes());
+            let mut w = &stream;
+            let _ = proto::write_frame(&mut w, Kind::Start, &payload);
+        }
+    }
+
+    /// Starts the instance of `template` for `values` unless it runs; checks everything the
+    /// Apache child could have lied about (the monitor trusts no child).
+    fn start_instance(
+        &mut self,
+        setup: &OnDemandSetup,
+        name: &str,
+        values: &TemplateValues,
+    ) -> Result<(), (&'static str, String)> {
+        const FORBIDDEN: &str = "403 Forbidden";
+        const UNAVAILABLE: &str = "503 Service Unavailable";
+        let tidx = setup.templates.iter().position(|t| t.name == name).ok_or((
+            UNAVAILABLE,
+            format!("no WSGIDaemonTemplate called '{name}'"),
+        ))?;
+        let t = &setup.templates[tidx];
+        let config = t
+            .expand(values)
+            .map_err(|e| (FORBIDDEN, format!("template '{name}': {e}")))?;
+        if let Some(e) = self
+            .entries
+            .iter()
+            .flatten()
+            .find(|e| e.group.config.name == config.name && !e.stopping)
+        {
+            let _ = e;
+            return Ok(());
+        }
+        // Who it would run as: never root, never a system account, never Apache's own user
+        // through a template (the built-in default template runs as Apache's user by design).
+        if let Some(u) = &config.user {
+            let who = process::lookup_user(u).ok_or((
+                FORBIDDEN,
+                format!("template '{name}': user '{u}' has no account"),
+            ))?;
+            if who.uid == 0 || who.uid < t.min_uid || who.uid == process::apache_ids().0 {
+                return Err((FORBIDDEN, format!("template '{name}': user '{u}' (uid {}) may not run a daemon instance (min-uid={}, never root or Apache's user)", who.uid, t.min_uid)));
+            }
+        }
+        if let Some(users) = &t.users {
+            let u = values.user.as_deref().unwrap_or("");
+            if !users.iter().any(|x| x == u) {
+                return Err((
+                    FORBIDDEN,
+                    format!("template '{name}': user '{u}' is not in users="),
+                ));
+            }
+        }
+        let live: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| {
+                self.entries[i]
+                    .as_ref()
+                    .is_some_and(|e| e.template == Some(tidx) && !e.stopping)
+            })
+            .collect();
+        if live.len() >= t.max_instances {
+            // Evict the least recently used idle instance (no request for a second).
+            let idle = live
+                .iter()
+                .filter_map(|&i| {
+                    let e = self.entries[i].as_ref()?;
+                    let used = activity_time(e.activity.as_deref()?)?;
+                    (used.elapsed().unwrap_or_default() > Duration::from_secs(1))
+                        .then_some((used, i))
+                })
+                .min();
+            let Some((_, victim)) = idle else {
+                return Err((
+                    UNAVAILABLE,
+                    format!(
+                        "template '{name}': max-instances={} reached and none is idle",
+                        t.max_instances
+                    ),
+                ));
+            };
+            self.stop_instance(victim, "evicted: max-instances reached");
+        }
+        let socket = setup.instance_socket(&config.name);
+        let fd = process::unix_listener(&socket, config.listen_backlog, process::apache_ids())
+            .map_err(|e| (UNAVAILABLE, format!("cannot create {socket}: {e}")))?;
+        let activity = format!("{socket}.active");
+        let owner = config
+            .user
+            .as_deref()
+            .and_then(process::lookup_user)
+            .map(|u| (u.uid, u.gid));
+        if let Err(e) = process::create_owned_file(&activity, owner) {
+            process::close(fd);
+            return Err((UNAVAILABLE, format!("cannot create {activity}: {e}")));
+        }
+        say(
+            "info",
+            &format!(
+                "mod_py: daemon instance '{}' of template '{name}' starting ({} process(es))",
+                config.name, config.processes
+            ),
+        );
+        let group = Arc::new(Group {
+            config,
+            socket,
+            secret: setup.secret,
+            fd,
+            preload: Vec::new(),
+            apache_timeout: setup.apache_timeout,
+            loglevel: setup.loglevel,
+            on_demand: None,
+        });
+        let idx = self.add(Entry {
+            group,
+            template: Some(tidx),
+            activity: Some(activity),
+            stopping: false,
+        });
+        let _ = idx;
+        self.start_due();
+        Ok(())
+    }
+
+    fn stop_instance(&mut self, idx: usize, why: &str) {
+        if let Some(e) = self.entries[idx].as_mut() {
+            e.stopping = true;
+            say(
+                "info",
+                &format!(
+                    "mod_py: daemon instance '{}' stopping: {why}",
+                    e.group.config.name
+                ),
+            );
+            // Its socket goes now, so that new requests start a new instance.
+            let _ = std::fs::remove_file(&e.group.socket);
+        }
+        for s in self.slots.iter_mut().filter(|s| s.group == idx) {
+            s.retired = true;
+            if s.pid > 0 {
+                process::kill(s.pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+fn backoff(crashes: u32) -> Duration {
+    Duration::from_millis(100u64 << crashes.min(8)).min(Duration::from_secs(20))
+}
+
+fn activity_time(path: &str) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+/// A control request: HELLO with the secret, then REQUEST with template=, server=, user=
+/// and env:NAME= pairs.
+fn read_start_request<R: std::io::Read>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    secret: &[u8; proto::SECRET_LEN],
+) -> Result<(String, TemplateValues), String> {
+    match proto::read_frame(r, buf) {
+        Ok(Kind::Hello) => proto::check_hello(buf, secret).map_err(|e| e.to_string())?,
+        Ok(k) => return Err(format!("expected HELLO, got {k:?}")),
+        Err(e) => return Err(e.to_string()),
+    }
+    match proto::read_frame(r, buf) {
+        Ok(Kind::Request) => {}
+        Ok(k) => return Err(format!("expected REQUEST, got {k:?}")),
+        Err(e) => return Err(e.to_string()),
+    }
+    let mut template = String::new();
+    let mut values = TemplateValues::default();
+    for (k, v) in proto::pairs(buf).map_err(|e| e.to_string())? {
+        let v = String::from_utf8_lossy(v).into_owned();
+        match k {
+            b"template" => template = v,
+            b"server" => values.server = v,
+            b"user" => values.user = Some(v),
+            k if k.starts_with(b"env:") => values
+                .env
+                .push((String::from_utf8_lossy(&k[4..]).into_owned(), v)),
+            _ => {}
+        }
+    }
+    Ok((template, values))
 }
 
 /// SIGTERM to every worker (each finishes its requests), SIGKILL to those still there after

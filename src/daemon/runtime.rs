@@ -2,7 +2,7 @@
 //! across restarts in the process pool), its secret, and the monitor process (forked after
 //! every configuration, re-forked if it dies). Children inherit all of it through fork.
 
-use super::config::DaemonGroup;
+use super::config::{DaemonGroup, DaemonTemplate, TemplateValues};
 use super::protocol::SECRET_LEN;
 use crate::apache::hooks::{self, ChildInitHook, Order, PostConfigHook};
 use crate::apache::pool::Pool;
@@ -26,9 +26,87 @@ pub struct Group {
     /// Apache's `Timeout`, the default socket-timeout.
     pub apache_timeout: Duration,
     pub loglevel: i32,
+    /// For an instance of a template: how to ask the monitor to start it.
+    pub on_demand: Option<OnDemand>,
+}
+
+/// What an Apache child sends the monitor to have a template instance started.
+#[derive(Debug, Clone)]
+pub struct OnDemand {
+    pub template: String,
+    pub values: TemplateValues,
+}
+
+/// Templates and the monitor's control socket, for daemon groups made on demand.
+#[derive(Debug, Clone)]
+pub struct OnDemandSetup {
+    pub templates: Vec<Arc<DaemonTemplate>>,
+    /// The control socket: the parent binds it, the monitor listens, children connect.
+    pub control: String,
+    pub control_fd: RawFd,
+    /// Checked on the control socket and by every instance's workers.
+    pub secret: [u8; SECRET_LEN],
+    /// Socket paths start with this (WSGISocketPrefix + the parent's pid).
+    pub prefix: String,
+    pub apache_timeout: Duration,
+    pub loglevel: i32,
+}
+
+impl OnDemandSetup {
+    pub fn template(&self, name: &str) -> Option<&Arc<DaemonTemplate>> {
+        self.templates.iter().find(|t| t.name == name)
+    }
+
+    /// An instance's socket: named by a hash of the instance name.
+    pub fn instance_socket(&self, instance: &str) -> String {
+        format!("{}.i{}.sock", self.prefix, name_tag(instance))
+    }
+
+    /// The Group an Apache child talks to for this instance (no descriptor: it connects).
+    pub fn instance_group(
+        &self,
+        t: &DaemonTemplate,
+        values: &TemplateValues,
+    ) -> Result<Group, String> {
+        let config = t.expand(values)?;
+        Ok(Group {
+            socket: self.instance_socket(&config.name),
+            config,
+            secret: self.secret,
+            fd: -1,
+            preload: Vec::new(),
+            apache_timeout: self.apache_timeout,
+            loglevel: self.loglevel,
+            on_demand: Some(OnDemand {
+                template: t.name.clone(),
+                values: values.clone(),
+            }),
+        })
+    }
+}
+
+/// The built-in template of `WSGIDaemonDefault On`: one group per virtual host, as Apache's
+/// user, with the module's Python.
+pub fn default_template() -> DaemonTemplate {
+    DaemonTemplate {
+        name: "default".into(),
+        options: vec![
+            "processes=1".into(),
+            "threads=15".into(),
+            "display-name=modpy:default:%{SERVER}".into(),
+        ],
+        max_instances: 64,
+        min_uid: 0,
+        users: None,
+    }
 }
 
 static GROUPS: RwLock<Vec<Arc<Group>>> = RwLock::new(Vec::new());
+static ON_DEMAND: RwLock<Option<Arc<OnDemandSetup>>> = RwLock::new(None);
+
+pub fn on_demand() -> Option<Arc<OnDemandSetup>> {
+    ON_DEMAND.read().ok()?.clone()
+}
 static MONITOR_PID: AtomicI32 = AtomicI32::new(0);
 static PCONF: AtomicPtr<crate::sys::apr_pool_t> = AtomicPtr::new(std::ptr::null_mut());
 static MAIN_SERVER: RwLock<Option<Server>> = RwLock::new(None);
@@ -138,6 +216,7 @@ impl PostConfigHook for PostConfig {
 
 fn configure(pconf: Pool, main: Server) -> Result<(), String> {
     let mut defs: Vec<DaemonGroup> = Vec::new();
+    let mut templates: Vec<Arc<DaemonTemplate>> = Vec::new();
     let mut preload: Vec<(String, String, String)> = Vec::new(); // (group, path, callable)
     let mut server = Some(main);
     while let Some(s) = server {
@@ -150,6 +229,18 @@ fn configure(pconf: Pool, main: Server) -> Result<(), String> {
                 ));
             }
             defs.push(g.clone());
+        }
+        for t in &w.daemon_templates {
+            if templates.iter().any(|d| d.name == t.name) {
+                return Err(format!(
+                    "WSGIDaemonTemplate name '{}' duplicates a previous template",
+                    t.name
+                ));
+            }
+            templates.push(Arc::new(t.clone()));
+        }
+        if w.daemon_default == Some(true) && !templates.iter().any(|t| t.name == "default") {
+            templates.push(Arc::new(default_template()));
         }
         // mod_wsgi preloads a script whose alias names both groups; WSGIImportScript too.
         for a in &w.script_aliases {
@@ -170,8 +261,9 @@ fn configure(pconf: Pool, main: Server) -> Result<(), String> {
         server = s.next();
     }
     *MAIN_SERVER.write().unwrap_or_else(|e| e.into_inner()) = Some(main);
-    if defs.is_empty() {
+    if defs.is_empty() && templates.is_empty() {
         GROUPS.write().unwrap_or_else(|e| e.into_inner()).clear();
+        *ON_DEMAND.write().unwrap_or_else(|e| e.into_inner()) = None;
         return Ok(());
     }
     let prefix = match &main.config().wsgi.socket_prefix {
@@ -198,9 +290,28 @@ fn configure(pconf: Pool, main: Server) -> Result<(), String> {
             preload,
             apache_timeout,
             loglevel: main.loglevel(),
+            on_demand: None,
         }));
     }
     *GROUPS.write().unwrap_or_else(|e| e.into_inner()) = groups;
+    let setup = if templates.is_empty() {
+        None
+    } else {
+        // The control socket is a group of its own as far as binding and keeping go.
+        let mut control = DaemonGroup::new("%control");
+        control.listen_backlog = 512;
+        let (path, fd, secret) = socket_for(&main, &prefix, &control)?;
+        Some(Arc::new(OnDemandSetup {
+            templates,
+            control: path,
+            control_fd: fd,
+            secret,
+            prefix: format!("{prefix}.{}", process::getpid()),
+            apache_timeout,
+            loglevel: main.loglevel(),
+        }))
+    };
+    *ON_DEMAND.write().unwrap_or_else(|e| e.into_inner()) = setup;
     PCONF.store(pconf.raw(), Ordering::SeqCst);
     start_monitor(pconf)?;
     // The monitor goes with this generation: SIGTERM makes it stop its workers gracefully.
@@ -218,7 +329,7 @@ fn start_monitor(pconf: Pool) -> Result<(), String> {
     let groups: Vec<Arc<Group>> = GROUPS.read().map(|g| g.clone()).unwrap_or_default();
     let parent = process::getpid();
     match process::fork().map_err(|e| format!("cannot fork the daemon monitor: {e}"))? {
-        Fork::Child => super::monitor::run(groups, parent),
+        Fork::Child => super::monitor::run(groups, on_demand(), parent),
         Fork::Parent(pid) => {
             MONITOR_PID.store(pid, Ordering::SeqCst);
             // SAFETY: pconf is this generation's configuration pool, in the parent.
@@ -268,6 +379,9 @@ impl ChildInitHook for ChildInit {
     fn run(_pchild: Pool, _s: Server) {
         for g in GROUPS.read().map(|g| g.clone()).unwrap_or_default() {
             process::close(g.fd);
+        }
+        if let Some(d) = on_demand() {
+            process::close(d.control_fd);
         }
     }
 }

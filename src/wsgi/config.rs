@@ -111,6 +111,10 @@ pub struct WsgiServerConfig {
     pub socket_prefix: Option<String>,
     /// `WSGIDaemonProcess` groups defined in this server (names are global, as in mod_wsgi).
     pub daemon_groups: Vec<crate::daemon::config::DaemonGroup>,
+    /// `WSGIDaemonTemplate` definitions of this server (names are global).
+    pub daemon_templates: Vec<crate::daemon::config::DaemonTemplate>,
+    /// `WSGIDaemonDefault On`: scripts with no process group run in the virtual host's group.
+    pub daemon_default: Option<bool>,
 }
 
 impl WsgiServerConfig {
@@ -139,6 +143,8 @@ impl WsgiServerConfig {
                 .or_else(|| base.socket_prefix.clone()),
             // Each server keeps its own definitions; runtime.rs gathers them from all servers.
             daemon_groups: add.daemon_groups.clone(),
+            daemon_templates: add.daemon_templates.clone(),
+            daemon_default: add.daemon_default.or(base.daemon_default),
         }
     }
 }
