@@ -113,6 +113,16 @@ WSGIScriptAlias / {run}/apps/wsgi_app.py process-group=bench application-group=%
 """,
         ),
         System(
+            "modpy_template",
+            "mod_py's daemon mode on demand: WSGIDaemonTemplate processes=2 threads=8, instance per %{SERVER}",
+            {"hello": "/hello", "get_64k": "/64k", "post_echo_1m": "/echo"},
+            """
+LoadModule py_module {modpy_so}
+WSGIDaemonTemplate bench processes=2 threads=8 display-name=modpy:bench:%{{SERVER}}
+WSGIScriptAlias / {run}/apps/wsgi_app.py process-group=%{{TEMPLATE:bench}} application-group=%{{GLOBAL}}
+""",
+        ),
+        System(
             "modpy_brigade",
             "mod_py: file_1m_upper through mp_app::upper_bb, the same filter written with the brigade API",
             {"file_1m_upper": "/fb/1m.txt"},

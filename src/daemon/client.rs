@@ -9,7 +9,6 @@ use super::runtime::{self, Group};
 use crate::apache::hooks::{HookRequest, RequestHook};
 use crate::apache::request::{RequestRef, StrField, TableField, SERVER_VERSION};
 use crate::apache::{log, Request};
-use crate::wsgi::proxy;
 use crate::wsgi::target::{self, collapse_slashes, is_wsgi_handler, Target};
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -334,23 +333,11 @@ fn environ(r: &RequestRef<'_>, g: &Group, t: &Target) -> Vec<u8> {
         }
     }
     let dconf = &r.per_dir_config().wsgi;
-    if let Some(headers) = dconf
-        .trusted_proxy_headers
-        .as_deref()
-        .filter(|h| !h.is_empty())
-    {
-        let keys: Vec<String> = headers.iter().map(|h| proxy::environ_key(h)).collect();
-        let proxies: Option<Vec<proxy::Subnet>> = dconf.trusted_proxies.as_deref().map(|p| {
-            p.iter()
-                .filter_map(|s| proxy::Subnet::parse(s).ok())
-                .collect()
-        });
-        proxy::process(
-            &mut target::TableEnv(env.clone()),
-            &keys,
-            proxies.as_deref(),
-        );
-    }
+    target::apply_trusted_proxies(
+        &env,
+        dconf.trusted_proxy_headers.as_deref().unwrap_or(&[]),
+        dconf.trusted_proxies.as_deref(),
+    );
     let mut out = Vec::with_capacity(4096);
     let mut https = r.is_https();
     let (mut script_name, mut path_info) = (Vec::new(), Vec::new());

@@ -8,7 +8,6 @@ use super::request::Request;
 use crate::apache::request::{StrField, TableField, SERVER_VERSION};
 use crate::apache::{self, log};
 use crate::wsgi::config::WsgiDirConfig;
-use crate::wsgi::proxy;
 use crate::wsgi::response::{check_header, latin1, parse_status};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
@@ -120,23 +119,7 @@ fn environ_from<'py>(
             env.set(b"HTTP_AUTHORIZATION", &auth).map_err(gone)?;
         }
     }
-    if !info.proxy_headers.is_empty() {
-        let headers: Vec<String> = info
-            .proxy_headers
-            .iter()
-            .map(|h| proxy::environ_key(h))
-            .collect();
-        let proxies: Option<Vec<proxy::Subnet>> = info.proxies.map(|p| {
-            p.iter()
-                .filter_map(|s| proxy::Subnet::parse(s).ok())
-                .collect()
-        });
-        proxy::process(
-            &mut target::TableEnv(env.clone()),
-            &headers,
-            proxies.as_deref(),
-        );
-    }
+    target::apply_trusted_proxies(&env, info.proxy_headers, info.proxies);
     let d = PyDict::new(py);
     let mut script_name: Vec<u8> = Vec::new();
     let mut path_info: Vec<u8> = Vec::new();

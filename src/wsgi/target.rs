@@ -180,3 +180,25 @@ impl super::proxy::Env for TableEnv {
         let _ = self.0.unset(key.as_bytes());
     }
 }
+
+/// WSGITrustedProxyHeaders / WSGITrustedProxies applied to the CGI variables in `env`
+/// (mod_wsgi's rules, proxy.rs): the environ of embedded and daemon mode alike.
+pub fn apply_trusted_proxies(
+    env: &crate::apache::Table,
+    headers: &[String],
+    proxies: Option<&[String]>,
+) {
+    if headers.is_empty() {
+        return;
+    }
+    let keys: Vec<String> = headers
+        .iter()
+        .map(|h| super::proxy::environ_key(h))
+        .collect();
+    let subnets: Option<Vec<super::proxy::Subnet>> = proxies.map(|p| {
+        p.iter()
+            .filter_map(|s| super::proxy::Subnet::parse(s).ok())
+            .collect()
+    });
+    super::proxy::process(&mut TableEnv(env.clone()), &keys, subnets.as_deref());
+}
