@@ -519,6 +519,9 @@ fn exchange_frames(
     let mut started = false;
     let mut greeted = !fresh;
     let mut body_read = false;
+    // Apache refused the body (413 over LimitRequestBody...): that status is the answer,
+    // whatever the application makes of the failed read.
+    let mut body_refused: Option<i32> = None;
     let mut declared: Option<u64> = None;
     let mut written: u64 = 0;
     let mut redirect: Option<Vec<u8>> = None;
@@ -584,6 +587,10 @@ fn exchange_frames(
                     Err(e) => {
                         let msg = match e {
                             crate::apache::request::Error::Body(m) => m.to_string(),
+                            crate::apache::request::Error::Http(status) => {
+                                body_refused = Some(status);
+                                format!("request body refused by Apache with status {status}")
+                            }
                             _ => "reading the request body failed".to_string(),
                         };
                         proto::write_frame(
@@ -634,7 +641,7 @@ fn exchange_frames(
                     override_status = Some(start.status as i32);
                     continue;
                 }
-                if r.body_failed() {
+                if r.body_failed() || body_refused.is_some() {
                     continue;
                 }
                 r.set_status(start.status as i32);
@@ -671,7 +678,7 @@ fn exchange_frames(
                 }
             }
             Kind::Data if started => {
-                if redirect.is_some() || override_status.is_some() {
+                if redirect.is_some() || override_status.is_some() || body_refused.is_some() {
                     continue;
                 }
                 let Ok(r) = req.get() else {
@@ -718,6 +725,10 @@ fn exchange_frames(
                 if r.body_failed() {
                     return (Outcome::Done, DONE);
                 }
+                if let Some(status) = body_refused {
+                    r.log_error(log::APLOG_INFO, 0, &format!("mod_py: WSGI application '{}': request body refused by Apache with status {status}", t.filename));
+                    return (Outcome::Done, status);
+                }
                 if let Some(cl) = declared {
                     if written < cl && r.rec().header_only == 0 {
                         // What was written goes out first, so the client sees a cut body.
@@ -730,6 +741,15 @@ fn exchange_frames(
                     r.log_error(log::APLOG_INFO, 0, &format!("mod_py: {e}"));
                 }
                 return (Outcome::Done, OK);
+            }
+            Kind::Abort if started && body_refused.is_some() => {
+                return (
+                    Outcome::Failed(
+                        body_refused.unwrap_or(DONE),
+                        "request body refused by Apache".into(),
+                    ),
+                    0,
+                );
             }
             Kind::Abort if started => {
                 abort(req);

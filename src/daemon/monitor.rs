@@ -536,14 +536,20 @@ impl Monitor {
             self.stop_instance(victim, "evicted: max-instances reached");
         }
         let socket = setup.instance_socket(&config.name);
-        let fd = process::unix_listener(&socket, config.listen_backlog, process::apache_ids())
-            .map_err(|e| (UNAVAILABLE, format!("cannot create {socket}: {e}")))?;
-        let activity = format!("{socket}.active");
-        let owner = config
-            .user
+        // The socket belongs to whoever connects (Apache's user, or socket-user=).
+        let socket_owner = config
+            .socket_user
             .as_deref()
             .and_then(process::lookup_user)
-            .map(|u| (u.uid, u.gid));
+            .map_or(process::apache_ids(), |u| (u.uid, u.gid));
+        let fd = process::unix_listener(&socket, config.listen_backlog, socket_owner)
+            .map_err(|e| (UNAVAILABLE, format!("cannot create {socket}: {e}")))?;
+        let activity = format!("{socket}.active");
+        // The activity file belongs to the user the workers run as (user=, else Apache's).
+        let owner = match config.user.as_deref() {
+            Some(u) => process::lookup_user(u).map(|u| (u.uid, u.gid)),
+            None => Some(process::apache_ids()),
+        };
         if let Err(e) = process::create_owned_file(&activity, owner) {
             process::close(fd);
             return Err((UNAVAILABLE, format!("cannot create {activity}: {e}")));

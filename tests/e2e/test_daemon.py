@@ -476,3 +476,16 @@ def test_python_home_virtualenv(apache: Callable[..., Apache]) -> None:
     subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(a.root / "venv")], check=True)
     a.start()
     assert get_json(a)["prefix"] == str(a.root / "venv")
+
+
+def test_body_over_limit_is_413(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        <Location /app>
+            LimitRequestBody 1000
+        </Location>
+        """)
+    assert a.request("POST", "/app", body=b"x" * 500)[0] == 200
+    assert a.request("POST", "/app", body=b"x" * 5000)[0] == 413
+    assert get_json(a)["group"] == "site"

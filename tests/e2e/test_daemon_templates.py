@@ -228,3 +228,34 @@ def test_graceful_restart_with_live_instances(apache: Callable[..., Apache]) -> 
         t.join()
     errors = [line for line in a.log_text().splitlines() if "[py:error]" in line]
     assert failures == [] and ok[0] > 50, (failures[:5], errors[-5:])
+
+
+SLEEPY = '''
+import os, json, time
+def application(environ, start_response):
+    time.sleep(float(environ.get("QUERY_STRING") or 0))
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"pid": os.getpid(), "group": environ["mod_wsgi.process_group"]}).encode()]
+'''
+
+
+def test_busy_instance_is_not_evicted(apache: Callable[..., Apache]) -> None:
+    """max-instances=1, instances keyed on %{ENV:SITE} (SetEnvIf), running as Apache's user:
+    while one instance serves a request, another instance cannot take its place (503)."""
+    a = apache("""
+        WSGIDaemonTemplate site processes=1 threads=2 max-instances=1 display-name=modpy:site:%{ENV:SITE}
+        SetEnvIf Request_URI "^/s/([a-z]+)" SITE=$1
+        WSGIScriptAliasMatch ^/s/[a-z]+ @ROOT@/app.wsgi process-group=%{TEMPLATE:site}
+        """, files={"app.wsgi": SLEEPY}, extra_modules=("setenvif",))
+    assert get(a, "/s/one")[1]["group"] == "site:one"
+    slow: list[int] = []
+    t = threading.Thread(target=lambda: slow.append(a.get("/s/one?3", timeout=30)[0]))
+    t.start()
+    time.sleep(1.5)  # busy for more than a second: its activity file is fresh
+    assert a.get("/s/two", timeout=30)[0] == 503
+    wait_log(a, "max-instances=1 reached and none is idle")
+    t.join()
+    assert slow == [200]
+    time.sleep(1.5)  # now idle: it gives way
+    assert get(a, "/s/two")[1]["group"] == "site:two"
+    wait_log(a, "daemon instance 'site:one' stopping: evicted: max-instances reached")
