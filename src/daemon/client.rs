@@ -696,8 +696,11 @@ fn exchange_frames(
                     }
                 }
                 written += data.len() as u64;
-                // Flush only when no more response is already waiting on the socket.
-                let flush = conn.reader.buffer().is_empty();
+                // Flush only when no more response is already waiting on the socket. A big
+                // chunk is copied into the brigade's 8 KiB buckets instead (passed on at once,
+                // being over 64 KiB): set aside as a transient bucket it would be one fresh
+                // allocation (and page faults) per chunk.
+                let flush = conn.reader.buffer().is_empty() && data.len() < 64 * 1024;
                 if !data.is_empty() {
                     if let Err(e) = r.write(data, flush) {
                         // The client went away: drain the worker's response so the

@@ -45,6 +45,7 @@ fn worker_env(g: &Group, user: Option<&process::User>, pylib: &str) -> Vec<(Stri
         // Body chunks (256 KiB) stay in glibc's heap instead of a fresh mmap (and its page
         // faults) per chunk.
         ("MALLOC_MMAP_THRESHOLD_".into(), "4194304".into()),
+        ("MALLOC_TRIM_THRESHOLD_".into(), "33554432".into()),
         ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
         ("MODPY_DAEMON_GROUP".into(), c.name.clone()),
         ("MODPY_DAEMON_FD".into(), "3".into()),
