@@ -151,6 +151,26 @@ pub(super) unsafe fn cmd_error(cmd: *mut sys::cmd_parms, name: &str, msg: &str) 
     unsafe { pstrdup((*cmd).pool, text.as_bytes()) }
 }
 
+/// In mod_pyd (built without the `python` feature) a directive that needs embedded Python
+/// fails the configuration instead of being ignored: an access or auth script that silently
+/// did nothing would let everyone in.
+///
+/// # Safety
+/// `cmd` is the cmd_parms Apache passed to the directive's handler.
+pub(super) unsafe fn embedded_only(cmd: *mut sys::cmd_parms, name: &str) -> Option<*const c_char> {
+    if cfg!(feature = "python") {
+        return None;
+    }
+    // SAFETY: per the contract.
+    Some(unsafe {
+        cmd_error(
+            cmd,
+            name,
+            "needs embedded Python, which mod_pyd (the daemon-only build) does not have",
+        )
+    })
+}
+
 pub(super) fn arg(p: *const c_char) -> String {
     // SAFETY: Apache passes NUL-terminated arguments (or NULL for a missing optional one).
     String::from_utf8_lossy(unsafe { cstr(p) }.unwrap_or_default()).into_owned()
@@ -164,6 +184,10 @@ pub unsafe extern "C" fn modpy_cmd_raw_args(
     mconfig: *mut c_void,
     args: *const c_char,
 ) -> *const c_char {
+    // SAFETY: cmd is the cmd_parms Apache passed.
+    if let Some(err) = unsafe { embedded_only(cmd, &cmd_info(cmd).name) } {
+        return err;
+    }
     // SAFETY: Apache passes a valid cmd_parms, and for OR_ALL directives our DirConfig.
     let info = unsafe { cmd_info(cmd) };
     let dc = unsafe { &mut *(mconfig as *mut DirConfig) };
@@ -231,6 +255,10 @@ pub unsafe extern "C" fn modpy_cmd_take12(
     a1: *const c_char,
     a2: *const c_char,
 ) -> *const c_char {
+    // SAFETY: cmd is the cmd_parms Apache passed.
+    if let Some(err) = unsafe { embedded_only(cmd, &cmd_info(cmd).name) } {
+        return err;
+    }
     // SAFETY: as in modpy_cmd_raw_args.
     let info = unsafe { cmd_info(cmd) };
     let (a1, a2) = (arg(a1), if a2.is_null() { None } else { Some(arg(a2)) });
@@ -271,6 +299,10 @@ pub unsafe extern "C" fn modpy_cmd_flag(
     mconfig: *mut c_void,
     on: c_int,
 ) -> *const c_char {
+    // SAFETY: cmd is the cmd_parms Apache passed.
+    if let Some(err) = unsafe { embedded_only(cmd, &cmd_info(cmd).name) } {
+        return err;
+    }
     // SAFETY: as in modpy_cmd_raw_args.
     let info = unsafe { cmd_info(cmd) };
     let dc = unsafe { &mut *(mconfig as *mut DirConfig) };
@@ -324,6 +356,18 @@ pub unsafe extern "C" fn modpy_cmd_wsgi(
             Ok(v)
         }
     };
+    if matches!(
+        info.id,
+        sys::modpy_wsgi_cmd_id_MODPY_WSGI_ACCESS_SCRIPT
+            | sys::modpy_wsgi_cmd_id_MODPY_WSGI_AUTH_USER_SCRIPT
+            | sys::modpy_wsgi_cmd_id_MODPY_WSGI_AUTH_GROUP_SCRIPT
+            | sys::modpy_wsgi_cmd_id_MODPY_WSGI_HANDLER_SCRIPT
+    ) {
+        // SAFETY: cmd is the cmd_parms Apache passed.
+        if let Some(err) = unsafe { embedded_only(cmd, &info.name) } {
+            return err;
+        }
+    }
     let result: Result<(), String> = (|| {
         let id = info.id;
         if id == sys::modpy_wsgi_cmd_id_MODPY_WSGI_SCRIPT_ALIAS

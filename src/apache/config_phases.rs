@@ -37,6 +37,10 @@ pub unsafe extern "C" fn modpy_cmd_phase_handler(
     mconfig: *mut c_void,
     args: *const c_char,
 ) -> *const c_char {
+    // SAFETY: cmd is the cmd_parms Apache passed.
+    if let Some(err) = unsafe { super::config::embedded_only(cmd, &cmd_info(cmd).name) } {
+        return err;
+    }
     // SAFETY: Apache passes a valid cmd_parms and, for these directives (OR_ALL, or RSRC_CONF
     // where mconfig is the server's default directory config), our DirConfig.
     let info = unsafe { cmd_info(cmd) };
@@ -68,6 +72,10 @@ pub unsafe extern "C" fn modpy_cmd_auth_provider(
     a2: *const c_char,
     a3: *const c_char,
 ) -> *const c_char {
+    // SAFETY: cmd is the cmd_parms Apache passed.
+    if let Some(err) = unsafe { super::config::embedded_only(cmd, &cmd_info(cmd).name) } {
+        return err;
+    }
     // SAFETY: as in modpy_cmd_phase_handler.
     let info = unsafe { cmd_info(cmd) };
     let (name, handler) = (arg(a1), arg(a2));

@@ -169,6 +169,12 @@ pub unsafe extern "C" fn modpy_cmd_filter(
     a2: *const c_char,
     a3: *const c_char,
 ) -> *const c_char {
+    // SAFETY: cmd is the cmd_parms Apache passed.
+    if let Some(err) =
+        unsafe { super::config::embedded_only(cmd, &super::config::cmd_info(cmd).name) }
+    {
+        return err;
+    }
     // SAFETY: Apache passes a valid cmd_parms.
     let input =
         unsafe { sys::modpy_cmd_id(cmd) } as u32 == sys::modpy_filter_cmd_id_MODPY_CMD_INPUT_FILTER;
@@ -255,6 +261,12 @@ pub unsafe extern "C" fn modpy_cmd_connection_handler(
     _mconfig: *mut c_void,
     a1: *const c_char,
 ) -> *const c_char {
+    // SAFETY: cmd is the cmd_parms Apache passed.
+    if let Some(err) =
+        unsafe { super::config::embedded_only(cmd, &super::config::cmd_info(cmd).name) }
+    {
+        return err;
+    }
     let handler = arg(a1).unwrap_or_default();
     if let Err(e) = check_handler_name(&handler) {
         // SAFETY: cmd is valid during this call.

@@ -444,6 +444,14 @@ def test_mod_pyd_links_no_python_and_serves_daemon_groups(apache: Callable[..., 
     wait_log(a, "this is mod_pyd, the daemon-only build")
     status, headers, _ = a.get("/app")
     assert "mod_pyd/" in headers["Server"]
+    # What needs embedded Python fails the configuration rather than doing nothing: an
+    # ignored WSGIAccessScript would let everyone in.
+    for line in ("<Location />\nWSGIAccessScript @ROOT@/access.py\n</Location>", "PythonHandler mymodule",
+                 "PythonAuthnProvider mine mymodule::check"):
+        b = apache(line + "\n", start=False)
+        b.conf.write_text(b.conf.read_text().replace(str(MODPY_SO), str(so)))
+        r = b.configtest()
+        assert r.returncode != 0 and "mod_pyd (the daemon-only build) does not have" in r.stderr, (line, r.stderr)
 
 
 def test_graceful_restart_waits_for_in_flight_request(apache: Callable[..., Apache]) -> None:
