@@ -1,0 +1,172 @@
+"""mod_python.publisher (the 3.5 handler): ``/path/module.py/name`` calls ``name`` of the
+module with the form's fields as arguments and sends what it returns.
+
+    <Directory /srv/site>
+        SetHandler mod_python
+        PythonHandler mod_python.publisher
+    </Directory>
+
+Traversal follows 3.5's rules: no path component may start with ``_`` (403); only the module
+and plain objects (instances) can be traversed; modules, classes and other types are neither
+traversed nor published (403); a missing name is 404. ``__auth__`` (a {user: password} dict,
+or a function(req, user, password)), ``__access__`` (a list of users, or a function(req,
+user)) and ``__auth_realm__`` of the module and of every object on the way are checked
+(401/403), the innermost last.
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import os
+import sys
+import threading
+import types
+from typing import Any, Optional
+
+from . import apache, util
+
+_lock = threading.Lock()
+_modules: dict[str, tuple[float, types.ModuleType]] = {}
+
+# type -> (traversable, publishable), as 3.5's tp_rules
+_RULES: dict[type, tuple[bool, bool]] = {
+    types.ModuleType: (False, False),
+    type: (False, False),
+    types.FunctionType: (False, True),
+    types.MethodType: (False, True),
+    types.BuiltinFunctionType: (False, False),
+    types.BuiltinMethodType: (False, False),
+    types.GeneratorType: (False, False),
+    types.CodeType: (False, False),
+    types.FrameType: (False, False),
+    types.TracebackType: (False, False),
+}
+
+
+def _rules(obj: Any) -> tuple[bool, bool]:
+    for t, r in _RULES.items():
+        if isinstance(obj, t):
+            return r
+    # Plain data (str, int, ...) is published as text; instances can also be traversed.
+    if isinstance(obj, (str, bytes, int, float, list, tuple, dict)):
+        return (False, True)
+    return (True, True)
+
+
+def _load(path: str) -> types.ModuleType:
+    """The module of `path`, executed again when its file changes."""
+    mtime = os.stat(path).st_mtime
+    with _lock:
+        cached = _modules.get(path)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        name = "_mp_publisher_" + str(abs(hash(path)))
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _modules[path] = (mtime, module)
+        sys.modules.pop(name, None)
+        return module
+
+
+def _credentials(req: Any) -> tuple[Optional[str], Optional[str]]:
+    header = req.headers_in.get("authorization") or ""
+    scheme, _, data = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        user, _, pw = base64.b64decode(data.strip()).decode("utf-8", "replace").partition(":")
+    except ValueError:
+        return None, None
+    return user, pw
+
+
+def _check_auth(req: Any, obj: Any, realm: str) -> str:
+    """__auth__ / __access__ of one object on the path; returns the realm in force."""
+    auth = getattr(obj, "__auth__", None) if not isinstance(obj, types.FunctionType) else obj.__dict__.get("__auth__")
+    access = getattr(obj, "__access__", None) if not isinstance(obj, types.FunctionType) else obj.__dict__.get("__access__")
+    realm = getattr(obj, "__auth_realm__", None) or realm
+    if auth is None and access is None:
+        return realm
+    user, pw = _credentials(req)
+    if auth is not None:
+        if callable(auth):
+            ok = bool(user is not None and auth(req, user, pw))
+        elif isinstance(auth, dict):
+            ok = user is not None and auth.get(user) is not None and auth.get(user) == pw
+        else:
+            ok = False
+        if not ok:
+            req.err_headers_out["WWW-Authenticate"] = f'Basic realm="{realm}"'
+            req.log_error(f"mod_python.publisher: authorization failed for {req.uri}", apache.APLOG_NOTICE)
+            raise apache.SERVER_RETURN(apache.HTTP_UNAUTHORIZED)
+        req.user = user
+    if access is not None:
+        allowed = access(req, user) if callable(access) else (user in access)
+        if not allowed:
+            req.log_error(f"mod_python.publisher: access denied to {req.uri} for {user!r}", apache.APLOG_NOTICE)
+            raise apache.SERVER_RETURN(apache.HTTP_FORBIDDEN)
+    return realm
+
+
+def resolve_object(req: Any, obj: Any, object_str: str, realm: str = "unknown") -> Any:
+    """Walks `object_str` ("a.b.c") from the module `obj`, with 3.5's rules."""
+    realm = _check_auth(req, obj, realm)
+    first = True
+    for part in object_str.split("."):
+        if not part or part.startswith("_"):
+            req.log_error(f"mod_python.publisher: cannot traverse {part!r} in {req.unparsed_uri}: "
+                          "it starts with an underscore", apache.APLOG_WARNING)
+            raise apache.SERVER_RETURN(apache.HTTP_FORBIDDEN)
+        if not first and not _rules(obj)[0]:
+            req.log_error(f"mod_python.publisher: cannot traverse {part!r} in {req.unparsed_uri}: "
+                          f"{type(obj).__name__} is not traversable", apache.APLOG_WARNING)
+            raise apache.SERVER_RETURN(apache.HTTP_FORBIDDEN)
+        first = False
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND) from None
+        realm = _check_auth(req, obj, realm)
+    if not _rules(obj)[1]:
+        req.log_error(f"mod_python.publisher: {req.unparsed_uri} names a {type(obj).__name__}, "
+                      "which is not published", apache.APLOG_WARNING)
+        raise apache.SERVER_RETURN(apache.HTTP_FORBIDDEN)
+    return obj
+
+
+def handler(req: Any) -> int:
+    path = req.filename
+    if path is None:
+        return apache.HTTP_NOT_FOUND
+    if os.path.isdir(path):
+        path = os.path.join(path, "index.py")
+    elif not path.endswith(".py"):
+        if os.path.exists(path + ".py"):
+            path = path + ".py"
+    if not os.path.isfile(path) or not path.endswith(".py"):
+        return apache.HTTP_NOT_FOUND
+    func_path = (req.path_info or "")[1:].replace("/", ".")
+    if func_path.endswith("."):
+        func_path += "index"
+    func_path = func_path or "index"
+    module = _load(path)
+    ct_before = req.content_type
+    req.form = util.FieldStorage(req, keep_blank_values=1)
+    obj = resolve_object(req, module, func_path)
+    result = util.apply_fs_data(obj, req.form, req=req) if callable(obj) else obj
+    if result is None:
+        return apache.OK
+    if isinstance(result, bytes):
+        data = result
+    else:
+        text = str(result)
+        data = text.encode("utf-8")
+        if req.content_type == ct_before:  # the published object did not choose one
+            head = text.lstrip()[:100].lower()
+            req.content_type = ("text/html" if head.startswith(("<html", "<!doctype"))
+                                else "text/plain") + "; charset=utf-8"
+    req.write(data)
+    return apache.OK
