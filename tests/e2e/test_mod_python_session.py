@@ -1,0 +1,84 @@
+"""mod_python.Session as 3.5 code uses it: a FileSession login kept by a SignedCookie, under
+each MPM (sessions cross processes: they live in files); forged cookies and session ids with
+path characters get a new, empty session and a log line, never another file."""
+from __future__ import annotations
+
+import json
+import shutil
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from harness import MPMS, Apache, wait_log
+
+APPS = Path(__file__).parent / "mp_apps"
+
+
+@pytest.fixture(scope="module", params=MPMS)
+def server(request: pytest.FixtureRequest) -> Iterator[Apache]:
+    a = Apache("""
+PythonPath "sys.path + ['@ROOT@/mp_apps']"
+PythonOption mod_python.file_session.database_directory @ROOT@/sessions
+<Location /s>
+    SetHandler mod_python
+</Location>
+""" + "".join(f"<Location /s/{n}>\n    PythonHandler mp_session::{n}\n</Location>\n"
+              for n in ("login", "whoami", "logout", "unsigned")), mpm=request.param)
+    shutil.copytree(APPS, a.root / "mp_apps")
+    (a.root / "sessions").mkdir()
+    (a.root / "sessions").chmod(0o1777)
+    a.start()
+    yield a
+    a.stop()
+    assert "exit signal" not in a.log_text()
+    a.remove()
+
+
+def cookie_of(headers) -> str:  # type: ignore[no-untyped-def]
+    c = SimpleCookie()
+    for h in headers.get_all("Set-Cookie") or []:
+        c.load(h)
+    return c["pysid"].value
+
+
+def whoami(a: Apache, cookie: str | None) -> dict:
+    status, _, body = a.get("/s/whoami", headers={"Cookie": f"pysid={cookie}"} if cookie else {})
+    assert status == 200, (body, a.log_text()[-2000:])
+    return json.loads(body)
+
+
+def test_login_session_across_requests(server: Apache) -> None:
+    status, headers, sid = server.get("/s/login?user=alice")
+    assert status == 200
+    cookie = cookie_of(headers)
+    assert cookie.endswith(sid.decode()) and len(cookie) == 64  # signature + id
+    for visits in (1, 2, 3, 4):  # served by any child of any process
+        r = whoami(server, cookie)
+        assert (r["user"], r["new"], r["visits"]) == ("alice", False, visits)
+    assert whoami(server, None)["new"] is True
+    server.get("/s/logout", headers={"Cookie": f"pysid={cookie}"})
+    assert whoami(server, cookie)["user"] is None
+
+
+@pytest.mark.parametrize("forged,logged", [
+    ("0" * 32 + "../../../../etc/passwd", "ignored an incorrectly signed pysid cookie"),
+    ("deadbeef" * 4, "ignored an incorrectly signed pysid cookie"),
+    ("x" * 70, "ignored an incorrectly signed pysid cookie"),
+])
+def test_forged_session_cookies(server: Apache, forged: str, logged: str) -> None:
+    r = whoami(server, forged)
+    assert r["user"] is None and r["new"] is True and len(r["sid"]) == 32
+    wait_log(server, logged)
+    assert not any("passwd" in p.name for p in (server.root / "sessions").rglob("*"))
+
+
+def test_unsigned_session_ids_are_checked(server: Apache) -> None:
+    status, headers, body = server.get("/s/unsigned")
+    assert body == b"new"
+    sid = cookie_of(headers)
+    assert server.get("/s/unsigned", headers={"Cookie": f"pysid={sid}"})[2] == b"old"
+    for bad in ("../../../../tmp/x", "..%2f..%2fetc", "ABCDEF" * 6):
+        assert server.get("/s/unsigned", headers={"Cookie": f"pysid={bad}"})[2] == b"new"
+    wait_log(server, "ignored a malformed session id")
