@@ -1,0 +1,179 @@
+"""mod_python.psp (the 3.5 API): Python Server Pages.
+
+    AddHandler mod_python .psp
+    PythonHandler mod_python.psp
+
+A page mixes text with ``<% code %>``, ``<%= expression %>``, ``<%@ include file="x" %>`` and
+``<%-- comment --%>``. As in 3.5, the indentation of a code block's last line is the
+indentation of the text that follows it, which is how loops and conditions span text:
+
+    <% for n in range(3):
+        # this indent persists %>
+    <p>repeated</p>
+    <% # back to column 0 %>
+
+The page runs with ``req``, ``psp`` (this module's PSPInterface), ``form`` (a FieldStorage,
+made only if the page uses the name) and ``session`` (a Session, made and saved only if the
+page uses it). Pages are compiled once per file modification.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import types
+from typing import Any, Optional
+
+from . import apache, util
+
+_TOKEN = re.compile(r"<%--.*?--%>|<%@.*?%>|<%=.*?%>|<%.*?%>", re.S)
+_INCLUDE = re.compile(r'<%@\s*include\s+file\s*=\s*"([^"]+)"\s*%>', re.S)
+
+_cache: dict[str, tuple[float, types.CodeType]] = {}
+_lock = threading.Lock()
+
+
+class PSPError(Exception):
+    pass
+
+
+def _expand_includes(text: str, base: Optional[str], depth: int = 0) -> str:
+    if depth > 16:
+        raise PSPError("includes nested too deep (a loop?)")
+
+    def include(m: "re.Match[str]") -> str:
+        name = m.group(1)
+        path = name if os.path.isabs(name) or base is None else os.path.join(base, name)
+        with open(path, encoding="utf-8") as f:
+            return _expand_includes(f.read(), os.path.dirname(path), depth + 1)
+
+    return _INCLUDE.sub(include, text)
+
+
+def parse(text: str, base: Optional[str] = None) -> str:
+    """The Python source of a PSP page."""
+    text = _expand_includes(text, base)
+    out: list[str] = []
+    indent = ""
+    pos = 0
+
+    def emit_text(s: str) -> None:
+        if s:
+            out.append(f"{indent}req.write({s!r}, 0)")
+
+    for m in _TOKEN.finditer(text):
+        emit_text(text[pos:m.start()])
+        pos = m.end()
+        tok = m.group(0)
+        if tok.startswith("<%--"):
+            continue
+        if tok.startswith("<%@"):
+            raise PSPError(f"unknown directive {tok[:60]!r}")
+        if tok.startswith("<%="):
+            out.append(f"{indent}req.write(str({tok[3:-2].strip()}), 0)")
+            continue
+        code = tok[2:-2]
+        lines = code.split("\n")
+        # The block's own first line starts right after "<%": strip it; later lines keep the
+        # indentation they were written with (relative to the least indented of them).
+        first = lines[0].strip()
+        rest = [l.rstrip() for l in lines[1:]]
+        # Code on the "<%" line sits at column 0 and the next lines keep their columns; a
+        # block opened on a line of its own is taken relative to its least indented line.
+        margin = 0 if first else min((len(l) - len(l.lstrip()) for l in rest if l.strip()), default=0)
+        block = ([first] if first else []) + [l[margin:] for l in rest]
+        block = [l for l in block if l.strip()] or [""]
+        for l in block:
+            if l:
+                out.append(l)
+        last = block[-1]
+        indent = last[: len(last) - len(last.lstrip())]
+        if last.rstrip().endswith(":"):
+            indent += "    "
+            out.append(f"{indent}pass")
+    emit_text(text[pos:])
+    return "\n".join(out) + "\n"
+
+
+def _compile(path: str) -> types.CodeType:
+    mtime = os.stat(path).st_mtime
+    with _lock:
+        cached = _cache.get(path)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        with open(path, encoding="utf-8") as f:
+            source = parse(f.read(), os.path.dirname(path))
+        code = compile(source, path, "exec")
+        _cache[path] = (mtime, code)
+        return code
+
+
+class PSPInterface:
+    """The ``psp`` object of a page."""
+
+    def __init__(self, req: Any, filename: Optional[str]) -> None:
+        self.req, self.filename = req, filename
+        self.error_page: Optional[str] = None
+
+    def set_error_page(self, page: str) -> None:
+        self.error_page = page
+
+    def apply_data(self, obj: Any, **kw: Any) -> Any:
+        return util.apply_fs_data(obj, util.FieldStorage(self.req), **kw)
+
+    def redirect(self, location: str, permanent: int = 0) -> None:
+        util.redirect(self.req, location, permanent)
+
+
+class PSP:
+    """A page from a file (``filename``, default the request's) or a string."""
+
+    def __init__(self, req: Any, filename: Optional[str] = None, string: Optional[str] = None,
+                 vars: Optional[dict[str, Any]] = None) -> None:
+        self.req = req
+        self.filename = filename or (None if string is not None else req.filename)
+        self.string = string
+        self.vars = dict(vars or {})
+        if self.filename and not os.path.isabs(self.filename) and req.filename:
+            self.filename = os.path.join(os.path.dirname(req.filename), self.filename)
+
+    def code(self) -> types.CodeType:
+        if self.string is not None:
+            return compile(parse(self.string), "<string>", "exec")
+        if not self.filename or not os.path.isfile(self.filename):
+            raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
+        return _compile(self.filename)
+
+    def display_code(self) -> str:
+        if self.string is not None:
+            return parse(self.string)
+        with open(self.filename or "", encoding="utf-8") as f:
+            return parse(f.read(), os.path.dirname(self.filename or ""))
+
+    def run(self, vars: Optional[dict[str, Any]] = None) -> None:
+        code = self.code()
+        req = self.req
+        g: dict[str, Any] = {"__builtins__": __builtins__, "req": req,
+                             "psp": PSPInterface(req, self.filename), **self.vars, **(vars or {})}
+        names = set(code.co_names)
+        if "form" in names and "form" not in g:
+            g["form"] = util.FieldStorage(req, keep_blank_values=1)
+        session = None
+        if "session" in names and "session" not in g:
+            from . import Session
+            session = g["session"] = Session.Session(req)
+        if not req.content_type or req.content_type in ("application/x-httpd-psp", "text/x-psp"):
+            req.content_type = "text/html"
+        try:
+            exec(code, g)
+        finally:
+            if session is not None:
+                session.save()
+
+    def __str__(self) -> str:
+        return self.display_code()
+
+
+def handler(req: Any) -> int:
+    PSP(req).run()
+    return apache.OK
