@@ -13,7 +13,10 @@ static const int id_handler = MODPY_CMD_HANDLER, id_path = MODPY_CMD_PATH,
                  id_option = MODPY_CMD_OPTION, id_import = MODPY_CMD_IMPORT,
                  id_debug = MODPY_CMD_DEBUG, id_autoreload = MODPY_CMD_AUTORELOAD,
                  id_interpreter = MODPY_CMD_INTERPRETER,
-                 id_handler_module = MODPY_CMD_HANDLER_MODULE;
+                 id_handler_module = MODPY_CMD_HANDLER_MODULE,
+                 id_interp_per_directory = MODPY_CMD_INTERP_PER_DIRECTORY,
+                 id_interp_per_directive = MODPY_CMD_INTERP_PER_DIRECTIVE,
+                 id_enable_pdb = MODPY_CMD_ENABLE_PDB, id_optimize = MODPY_CMD_OPTIMIZE;
 
 #define INFO(id) ((void *)&(id))
 
@@ -104,6 +107,14 @@ const command_rec modpy_cmds[] = {
                  "PythonDebug On|Off: send Python tracebacks to the client"),
     AP_INIT_FLAG("PythonAutoReload", modpy_cmd_flag, INFO(id_autoreload), OR_ALL,
                  "PythonAutoReload On|Off: re-import handler modules whose file changed"),
+    AP_INIT_FLAG("PythonInterpPerDirectory", modpy_cmd_flag, INFO(id_interp_per_directory), OR_ALL,
+                 "PythonInterpPerDirectory On|Off: accepted; mod_py runs one interpreter per process"),
+    AP_INIT_FLAG("PythonInterpPerDirective", modpy_cmd_flag, INFO(id_interp_per_directive), OR_ALL,
+                 "PythonInterpPerDirective On|Off: accepted; mod_py runs one interpreter per process"),
+    AP_INIT_FLAG("PythonEnablePdb", modpy_cmd_flag, INFO(id_enable_pdb), OR_ALL,
+                 "PythonEnablePdb Off (On is refused: no debugger runs inside Apache)"),
+    AP_INIT_FLAG("PythonOptimize", modpy_cmd_flag, INFO(id_optimize), RSRC_CONF,
+                 "PythonOptimize On|Off: Python's -O in every child"),
     AP_INIT_TAKE1("PythonInterpreter", modpy_cmd_raw_args, INFO(id_interpreter), OR_ALL,
                   "PythonInterpreter name: accepted; mod_py runs one interpreter per process"),
     AP_INIT_TAKE1("PythonHandlerModule", modpy_cmd_raw_args, INFO(id_handler_module), OR_ALL,
@@ -301,3 +312,7 @@ const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name)
 {
     return ap_runtime_dir_relative(p, name);
 }
+
+#include "http_core.h"
+const char *modpy_server_root(void) { return ap_server_root; }
+int modpy_exists_config_define(const char *name) { return ap_exists_config_define(name); }

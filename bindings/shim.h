@@ -15,7 +15,11 @@ enum modpy_cmd_id {
     MODPY_CMD_DEBUG,
     MODPY_CMD_AUTORELOAD,
     MODPY_CMD_INTERPRETER,
-    MODPY_CMD_HANDLER_MODULE
+    MODPY_CMD_HANDLER_MODULE,
+    MODPY_CMD_INTERP_PER_DIRECTORY,
+    MODPY_CMD_INTERP_PER_DIRECTIVE,
+    MODPY_CMD_ENABLE_PDB,
+    MODPY_CMD_OPTIMIZE
 };
 
 /* mod_wsgi's directives: all RAW_ARGS, parsed in Rust (src/wsgi/config.rs). */
@@ -160,6 +164,9 @@ void modpy_other_child_unregister(void *data);
 /* Process-pool userdata: a string that outlives restarts (and the DSO's reloads). */
 const char *modpy_process_note_get(server_rec *s, const char *key);
 void modpy_process_note_set(server_rec *s, const char *key, const char *value);
+/* ap_server_root, ap_exists_config_define (mod_python's apache.server_root / exists_config_define). */
+const char *modpy_server_root(void);
+int modpy_exists_config_define(const char *name);
 /* DefaultRuntimeDir-relative path. */
 const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name);
 

@@ -117,6 +117,8 @@ pub struct ServerConfig {
     pub imports: Vec<(String, String)>,
     /// mod_wsgi's server-level directives.
     pub wsgi: crate::wsgi::config::WsgiServerConfig,
+    /// `PythonOptimize On`: Python's -O (set when the child starts Python).
+    pub optimize: Option<bool>,
 }
 
 impl ServerConfig {
@@ -126,6 +128,7 @@ impl ServerConfig {
         ServerConfig {
             imports,
             wsgi: crate::wsgi::config::WsgiServerConfig::merge(&base.wsgi, &add.wsgi),
+            optimize: add.optimize.or(base.optimize),
         }
     }
 }

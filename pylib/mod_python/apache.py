@@ -66,3 +66,100 @@ class table:
 
 
 make_table = table
+
+
+# ---- the module-level functions of mod_python 3.5's apache ----
+
+import importlib.util as _ilu
+import os as _os
+import sys as _sys
+import threading as _threading
+
+import _modpy as _native
+
+_imports_lock = _threading.RLock()
+_imported: dict[str, float] = {}
+
+
+def server_root() -> str:
+    """ServerRoot (ap_server_root)."""
+    return _native.server_root()
+
+
+def exists_config_define(name: str) -> bool:
+    """Whether httpd was started with ``-D name``."""
+    return _native.exists_config_define(name)
+
+
+def import_module(module_name: str, autoreload: Optional[int] = None, log: Optional[int] = None,
+                  path: Optional[list[str]] = None) -> Any:
+    """Imports `module_name` (from `path` first, if given), importing it again when its file
+    changed (autoreload, the default as in 3.5)."""
+    with _imports_lock:
+        module = _sys.modules.get(module_name)
+        file = getattr(module, "__file__", None) if module else None
+        if module is not None and file and (autoreload is None or autoreload):
+            try:
+                changed = _os.stat(file).st_mtime != _imported.get(module_name)
+            except OSError:
+                changed = False
+            if changed and module_name in _imported:
+                del _sys.modules[module_name]
+                module = None
+        if module is not None:
+            return module
+        if path:
+            for d in path:
+                for candidate in (_os.path.join(d, module_name + ".py"),
+                                  _os.path.join(d, module_name, "__init__.py")):
+                    if _os.path.isfile(candidate):
+                        spec = _ilu.spec_from_file_location(module_name, candidate)
+                        if spec is None or spec.loader is None:
+                            continue
+                        module = _ilu.module_from_spec(spec)
+                        _sys.modules[module_name] = module
+                        try:
+                            spec.loader.exec_module(module)
+                        except BaseException:
+                            del _sys.modules[module_name]
+                            raise
+                        _imported[module_name] = _os.stat(candidate).st_mtime
+                        if log:
+                            log_error(f"mod_python: (Re)importing module '{module_name}'", APLOG_NOTICE)  # noqa: F405
+                        return module
+        import importlib
+        module = importlib.import_module(module_name)
+        file = getattr(module, "__file__", None)
+        if file:
+            try:
+                _imported[module_name] = _os.stat(file).st_mtime
+            except OSError:
+                pass
+        return module
+
+
+def build_cgi_env(req: Any) -> dict[str, str]:
+    """The CGI environment of the request (ap_add_common_vars + ap_add_cgi_vars)."""
+    req.add_common_vars()
+    req.add_cgi_vars()
+    env = dict(req.subprocess_env.items())
+    if req.path_info:
+        env["PATH_INFO"] = req.path_info
+    return env
+
+
+def register_cleanup(callable: Any, data: Any = None) -> None:
+    """Runs callable(data) when this Apache child exits."""
+    server = main_server()
+    if server is not None:
+        server.register_cleanup(None, callable, data)
+
+
+def stat(fname: str, wanted: int = 0) -> _os.stat_result:
+    """The file's status (os.stat; mod_python's apr_finfo fields by the same meaning)."""
+    return _os.stat(fname)
+
+
+def config_tree() -> tuple:
+    """mod_python's parsed configuration tree: not available (mod_py does not keep it)."""
+    return ()

@@ -309,6 +309,37 @@ pub unsafe extern "C" fn modpy_cmd_flag(
     match info.id {
         sys::modpy_cmd_id_MODPY_CMD_DEBUG => dc.debug = Some(on != 0),
         sys::modpy_cmd_id_MODPY_CMD_AUTORELOAD => dc.autoreload = Some(on != 0),
+        // One interpreter per process (DESIGN rule 2): the per-directory/-directive
+        // interpreters of mod_python are named like it, and the one-time notice says so.
+        sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTORY if on != 0 => {
+            dc.interpreter = Some(format!(
+                "per-directory {}",
+                info.directory.as_deref().unwrap_or("")
+            ))
+        }
+        sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTIVE if on != 0 => {
+            dc.interpreter = Some("per-directive".into())
+        }
+        sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTORY
+        | sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTIVE => {}
+        sys::modpy_cmd_id_MODPY_CMD_ENABLE_PDB if on != 0 => {
+            // SAFETY: cmd is valid for the duration of this call.
+            return unsafe {
+                cmd_error(
+                    cmd,
+                    &info.name,
+                    "On is not supported: mod_py runs no debugger inside Apache (PythonDebug On sends tracebacks to the client)",
+                )
+            };
+        }
+        sys::modpy_cmd_id_MODPY_CMD_ENABLE_PDB => {}
+        sys::modpy_cmd_id_MODPY_CMD_OPTIMIZE => {
+            // SAFETY: cmd->server is the server being configured; its config is ours.
+            let sc = unsafe {
+                &mut *(get_module_config((*(*cmd).server).module_config) as *mut ServerConfig)
+            };
+            sc.optimize = Some(on != 0);
+        }
         // SAFETY: cmd is valid for the duration of this call.
         _ => return unsafe { cmd_error(cmd, &info.name, "internal error: unknown directive id") },
     }

@@ -82,3 +82,20 @@ impl Server {
         self.s
     }
 }
+
+/// ap_server_root: the ServerRoot directory.
+pub fn server_root() -> String {
+    // SAFETY: a configuration string set before any child starts.
+    unsafe { cstr(sys::modpy_server_root()) }
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+/// ap_exists_config_define(name): whether `-D name` was given to httpd.
+pub fn exists_config_define(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: reads the server's define list with a NUL-terminated name.
+    unsafe { sys::modpy_exists_config_define(c.as_ptr()) != 0 }
+}

@@ -10,7 +10,7 @@ use std::ffi::CString;
 /// mod_py was built against, or WSGIPythonHome), or for a virtual environment no home and
 /// `executable` inside it (Python then reads its pyvenv.cfg); no signal handlers (signals
 /// belong to Apache), no user site-packages; the GIL is released before returning.
-pub fn initialize(home: Option<&str>, executable: &str) -> Result<(), String> {
+pub fn initialize(home: Option<&str>, executable: &str, optimize: bool) -> Result<(), String> {
     // SAFETY: called once per process, from child_init, before any other Python use; the
     // config struct is initialised by PyConfig_InitPythonConfig and cleared after use.
     unsafe {
@@ -23,6 +23,8 @@ pub fn initialize(home: Option<&str>, executable: &str) -> Result<(), String> {
         config.install_signal_handlers = 0;
         config.parse_argv = 0;
         config.user_site_directory = 0;
+        // PythonOptimize On: python -O.
+        config.optimization_level = i32::from(optimize);
         let exe_c = CString::new(executable).map_err(|e| e.to_string())?;
         let mut status =
             ffi::PyConfig_SetBytesString(&mut config, &mut config.program_name, exe_c.as_ptr());

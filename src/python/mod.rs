@@ -106,10 +106,11 @@ impl ChildInitHook for ChildInit {
             .as_deref()
             .filter(|h| std::path::Path::new(h).join("pyvenv.cfg").exists())
             .map(|h| format!("{h}/bin/python"));
+        let optimize = s.config().optimize == Some(true);
         let started = match (&wsgi_home, &venv_python) {
-            (_, Some(exe)) => embed::initialize(None, exe),
-            (Some(home), None) => embed::initialize(Some(home), PYTHON_EXECUTABLE),
-            (None, None) => embed::initialize(Some(PYTHON_HOME), PYTHON_EXECUTABLE),
+            (_, Some(exe)) => embed::initialize(None, exe, optimize),
+            (Some(home), None) => embed::initialize(Some(home), PYTHON_EXECUTABLE, optimize),
+            (None, None) => embed::initialize(Some(PYTHON_HOME), PYTHON_EXECUTABLE, optimize),
         };
         if let Err(e) = started {
             s.log_error(log::APLOG_CRIT, 0, &format!("mod_py: {e}"));

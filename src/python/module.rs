@@ -46,6 +46,18 @@ fn mpm_query(code: i32) -> PyResult<i32> {
     })
 }
 
+/// ap_server_root: the ServerRoot directory (mod_python's apache.server_root()).
+#[pyfunction]
+fn server_root() -> String {
+    crate::apache::server::server_root()
+}
+
+/// ap_exists_config_define: whether httpd was started with `-D name`.
+#[pyfunction]
+fn exists_config_define(name: &str) -> bool {
+    crate::apache::server::exists_config_define(name)
+}
+
 #[pymodule]
 pub fn _modpy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Request>()?;
@@ -60,6 +72,8 @@ pub fn _modpy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_error, m)?)?;
     m.add_function(wrap_pyfunction!(main_server, m)?)?;
     m.add_function(wrap_pyfunction!(mpm_query, m)?)?;
+    m.add_function(wrap_pyfunction!(server_root, m)?)?;
+    m.add_function(wrap_pyfunction!(exists_config_define, m)?)?;
     m.add("APLOG_DEFAULT_ERR", log::APLOG_ERR)?;
     super::wsgi::add_to_module(m)?;
     super::add_filter_classes(m)?; // issue 4: Filter, Brigade, Bucket, APRError, AP_MODE_*...
