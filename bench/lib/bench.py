@@ -44,7 +44,7 @@ K64 = (b"0123456789abcdef" * 4096)[:65536]
 _LINE = b"the quick brown fox jumps over the lazy dog 0123456789\n"
 MIB = (_LINE * (1048576 // len(_LINE) + 1))[:1048576]
 EXPECT: dict[str, bytes] = {
-    "hello": HELLO, "get_64k": K64, "post_echo_1m": MIB,
+    "hello": HELLO, "psp_hello": HELLO, "get_64k": K64, "post_echo_1m": MIB,
     # htdocs/1m.txt as it is, and through an upper-casing output filter (C or Python)
     "file_1m": MIB, "file_1m_upper": MIB.upper(),
 }

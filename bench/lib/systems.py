@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 MODS = "/usr/lib/apache2/modules"
 
 # The scenarios, in the order they run (expected bodies: bench.EXPECT; post_* are POSTs).
-SCENARIOS: tuple[str, ...] = ("hello", "get_64k", "post_echo_1m", "file_1m", "file_1m_upper")
+SCENARIOS: tuple[str, ...] = ("hello", "psp_hello", "get_64k", "post_echo_1m", "file_1m", "file_1m_upper")
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,49 @@ PythonInterpreter main_interpreter
 """
             + PY_LOCATIONS.replace("{handler}", "mod_python"),
             ((f"{MODS}/mod_python.so", "libapache2-mod-python"),),
+        ),
+        System(
+            "mod_python_pub",
+            "mod_python 3.5: mod_python.publisher (apps/site/pub.py/hello) and mod_python.psp (apps/site/hello.psp)",
+            {"hello": "/site/pub.py/hello", "psp_hello": "/site/hello.psp"},
+            """
+LoadModule python_module {mods}/mod_python.so
+PythonInterpreter main_interpreter
+<Directory {run}/apps/site>
+    Require all granted
+    SetHandler mod_python
+</Directory>
+<Files pub.py>
+    PythonHandler mod_python.publisher
+</Files>
+<Files hello.psp>
+    PythonHandler mod_python.psp
+</Files>
+LoadModule alias_module {mods}/mod_alias.so
+Alias /site {run}/apps/site
+""",
+            ((f"{MODS}/mod_python.so", "libapache2-mod-python"),),
+        ),
+        System(
+            "modpy_pub",
+            "mod_py running the same publisher page and PSP page through its mod_python package",
+            {"hello": "/site/pub.py/hello", "psp_hello": "/site/hello.psp"},
+            """
+LoadModule py_module {modpy_so}
+PythonInterpreter main_interpreter
+<Directory {run}/apps/site>
+    Require all granted
+    SetHandler mod_python
+</Directory>
+<Files pub.py>
+    PythonHandler mod_python.publisher
+</Files>
+<Files hello.psp>
+    PythonHandler mod_python.psp
+</Files>
+LoadModule alias_module {mods}/mod_alias.so
+Alias /site {run}/apps/site
+""",
         ),
         System(
             "modpy_handler",

@@ -296,6 +296,33 @@ def redirect(req: Any, location: str, permanent: int = 0, text: Optional[str] = 
     raise apache.SERVER_RETURN(apache.DONE)
 
 
+_accepts_cache: dict[Any, Optional[tuple[frozenset[str], bool]]] = {}
+
+
+def _accepts(obj: Callable[..., Any]) -> Optional[tuple[frozenset[str], bool]]:
+    """(keyword names, takes **kwargs) of a callable, cached per function (signature() is
+    slow and the same functions are published again and again); None: none known."""
+    key = getattr(obj, "__func__", obj)
+    try:
+        return _accepts_cache[key]
+    except (KeyError, TypeError):
+        pass
+    try:
+        params = inspect.signature(obj).parameters.values()
+        found: Optional[tuple[frozenset[str], bool]] = (
+            frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)),
+            any(p.kind is p.VAR_KEYWORD for p in params),
+        )
+    except (TypeError, ValueError):
+        found = None
+    try:
+        if len(_accepts_cache) < 4096:
+            _accepts_cache[key] = found
+    except TypeError:
+        pass
+    return found
+
+
 def apply_fs_data(obj: Callable[..., Any], fs: FieldStorage, **args: Any) -> Any:
     """Calls obj with the form's fields that match its parameters (all of them if it takes
     **kwargs); a name given several times becomes a list. Uploads are passed as Field."""
@@ -303,12 +330,10 @@ def apply_fs_data(obj: Callable[..., Any], fs: FieldStorage, **args: Any) -> Any
         val = field if field.filename else field.value
         args.setdefault(field.name, []).append(val)
     args = {k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in args.items()}
-    try:
-        sig = inspect.signature(obj)
-    except (TypeError, ValueError):
+    accepts = _accepts(obj)
+    if accepts is None:
         return obj()
-    params = sig.parameters.values()
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    names, any_kw = accepts
+    if not any_kw:
         args = {k: v for k, v in args.items() if k in names}
     return obj(**args)
