@@ -156,12 +156,18 @@ class PSP:
         g: dict[str, Any] = {"__builtins__": __builtins__, "req": req,
                              "psp": PSPInterface(req, self.filename), **self.vars, **(vars or {})}
         names = set(code.co_names)
+        # A handler that already read the form or opened the session passes them on
+        # (req.form / req.session): the body is read once, the session locked once.
         if "form" in names and "form" not in g:
-            g["form"] = util.FieldStorage(req, keep_blank_values=1)
+            g["form"] = getattr(req, "form", None) or util.FieldStorage(req, keep_blank_values=1)
         session = None
         if "session" in names and "session" not in g:
-            from . import Session
-            session = g["session"] = Session.Session(req)
+            existing = getattr(req, "session", None)
+            if existing is not None:
+                g["session"] = existing
+            else:
+                from . import Session
+                session = g["session"] = Session.Session(req)
         if not req.content_type or req.content_type in ("application/x-httpd-psp", "text/x-psp"):
             req.content_type = "text/html"
         try:
@@ -171,7 +177,9 @@ class PSP:
                 session.save()
 
     def __str__(self) -> str:
-        return self.display_code()
+        """Runs the page (what 3.5 did, so a published function may return a PSP)."""
+        self.run()
+        return ""
 
 
 def handler(req: Any) -> int:

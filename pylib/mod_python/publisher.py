@@ -83,11 +83,49 @@ def _credentials(req: Any) -> tuple[Optional[str], Optional[str]]:
     return user, pw
 
 
+_FORBID = object()  # a function-body __auth__/__access__ that is not a literal: deny
+
+
+def _function_body_settings(func: types.FunctionType) -> dict[str, Any]:
+    """__auth__, __access__ and __auth_realm__ assigned in a function's body, as 3.5 sites
+    write them (literal values only; anything else denies, never grants)."""
+    code = func.__code__
+    wanted = {"__auth__", "__access__", "__auth_realm__"} & set(code.co_varnames)
+    if not wanted:
+        return {}
+    import ast
+    import inspect
+    import textwrap
+    found: dict[str, Any] = {name: _FORBID for name in wanted}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+        body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
+        for stmt in body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                name = stmt.targets[0].id
+                if name in wanted:
+                    try:
+                        found[name] = ast.literal_eval(stmt.value)
+                    except ValueError:
+                        found[name] = _FORBID
+    except (OSError, SyntaxError, TypeError):
+        pass
+    return found
+
+
 def _check_auth(req: Any, obj: Any, realm: str) -> str:
     """__auth__ / __access__ of one object on the path; returns the realm in force."""
-    auth = getattr(obj, "__auth__", None) if not isinstance(obj, types.FunctionType) else obj.__dict__.get("__auth__")
-    access = getattr(obj, "__access__", None) if not isinstance(obj, types.FunctionType) else obj.__dict__.get("__access__")
-    realm = getattr(obj, "__auth_realm__", None) or realm
+    if isinstance(obj, types.FunctionType):
+        settings = {**_function_body_settings(obj), **{k: v for k, v in obj.__dict__.items()
+                                                        if k in ("__auth__", "__access__", "__auth_realm__")}}
+    else:
+        settings = {k: getattr(obj, k, None) for k in ("__auth__", "__access__", "__auth_realm__")}
+    if _FORBID in settings.values():
+        req.log_error(f"mod_python.publisher: {req.uri}: __auth__/__access__ is not a literal value; denied",
+                      apache.APLOG_ERR)
+        raise apache.SERVER_RETURN(apache.HTTP_FORBIDDEN)
+    auth, access = settings.get("__auth__"), settings.get("__access__")
+    realm = settings.get("__auth_realm__") or realm
     if auth is None and access is None:
         return realm
     user, pw = _credentials(req)

@@ -71,3 +71,13 @@ def test_auth_and_access(server: Apache) -> None:
     assert server.get("/site/locked.py", headers=auth("bob", "builder"))[0] == 403  # not in __access__
     status, _, body = server.get("/site/locked.py", headers=auth("alice", "wonder"))
     assert (status, body) == (200, b"members only: alice")
+
+
+def test_auth_in_function_body(server: Apache) -> None:
+    """3.5 sites set __auth__ inside the published function's body."""
+    cred = {"Authorization": "Basic " + base64.b64encode(b"carol:pw").decode()}
+    status, headers, _ = server.get("/site/pub.py/inner_auth")
+    assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="Inner"'
+    assert server.get("/site/pub.py/inner_auth", headers=cred)[2] == b"inner ok"
+    assert server.get("/site/pub.py/computed_auth", headers=cred)[0] == 403
+    wait_log(server, "is not a literal value; denied")

@@ -34,3 +34,14 @@ class Thing:
 
 
 obj = Thing()
+
+
+def inner_auth(req):
+    __auth_realm__ = "Inner"
+    __auth__ = {"carol": "pw"}
+    return "inner ok"
+
+
+def computed_auth(req):
+    __auth__ = dict(carol="pw")  # not a literal: refused, never granted
+    return "should not be served"
