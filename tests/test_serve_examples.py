@@ -84,3 +84,16 @@ def test_index_is_not_python(server: Apache) -> None:
     status, _, body = server.get("/index.html")
     _check(server, status, 200, body)
     assert body == b"plain\n"
+
+
+def test_wsgi_daemon_example(server: Apache) -> None:
+    status, headers, body = server.get("/wsgi")
+    _check(server, status, 200, body)
+    text = body.decode()
+    assert "process group <b>examples</b>" in text
+    pid = int(text.split("pid ")[1].split(",")[0])
+    assert pid not in server.children()  # served by the daemon process, not an Apache child
+    status, _, body = server.request("POST", "/wsgi", body=b"name=daemon",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    _check(server, status, 200, body)
+    assert "<li>name = daemon</li>" in body.decode()
