@@ -381,6 +381,12 @@ impl<'a> RequestRef<'a> {
         (!p.is_null()).then(|| unsafe { Request::from_raw(p) })
     }
 
+    /// The configuration of the request's (virtual) server.
+    pub fn server_config(&self) -> &'a crate::config::ServerConfig {
+        // SAFETY: r->server's config lives as long as the configuration.
+        unsafe { super::config::server_config(self.rec().server) }
+    }
+
     pub fn per_dir_config(&self) -> &'a crate::config::DirConfig {
         // SAFETY: per_dir_config is the request's merged config vector.
         unsafe { super::config::dir_config(self.rec().per_dir_config) }

@@ -216,30 +216,19 @@ impl RequestHook for DaemonHandler {
         let Ok(r) = req.get() else {
             return DECLINED;
         };
-        // Only requests for a daemon group: resolve() logs and answers for bad targets, but
-        // leaves embedded ones to the embedded handler (which resolves them again).
-        let pg = r.per_dir_config().wsgi.process_group.clone();
-        let aliased = r
-            .table(TableField::Notes)
-            .get(b"modpy.wsgi.alias")
-            .ok()
-            .flatten()
-            .is_some();
-        if pg
-            .as_deref()
-            .is_none_or(|p| p.is_empty() || p == "%{GLOBAL}")
-            && !aliased
-        {
+        // Embedded requests are left to the embedded handler (which resolves them) without
+        // resolving them here too: only a daemon group's requests are resolved.
+        let daemon_default = r.server_config().wsgi.daemon_default == Some(true);
+        let (alias, group) = target::process_group(&r);
+        if group.is_empty() && !(daemon_default && alias.is_some()) {
             return embedded_or_declined(&r);
         }
         let t = match target::resolve(&r, None) {
             Ok(t) => t,
             Err(status) => return status,
         };
-        let daemon_default = r.server().config().wsgi.daemon_default == Some(true);
         let pg = match t.process_group.as_str() {
-            "" if daemon_default && t.alias.is_some() => "%{TEMPLATE:default}",
-            "" => return embedded_or_declined(&r),
+            "" => "%{TEMPLATE:default}",
             pg => pg,
         };
         let template = pg

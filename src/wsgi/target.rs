@@ -28,6 +28,25 @@ pub fn collapse_slashes(s: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The WSGIScriptAlias that matched (its index in the server's list, a note of the
+/// translate hook) and the process group in force: the alias's `process-group=`, else
+/// WSGIProcessGroup; "" for embedded mode (none, or %{GLOBAL}). Cheap: no I/O, no copies.
+pub fn process_group<'a>(r: &'a RequestRef<'_>) -> (Option<&'a ScriptAlias>, &'a str) {
+    let sconf = &r.server_config().wsgi;
+    let alias = r
+        .table(TableField::Notes)
+        .get(b"modpy.wsgi.alias")
+        .ok()
+        .flatten()
+        .and_then(|i| std::str::from_utf8(&i).ok()?.parse::<usize>().ok())
+        .and_then(|i| sconf.script_aliases.get(i));
+    let group = alias
+        .and_then(|a| a.process_group.as_deref())
+        .or(r.per_dir_config().wsgi.process_group.as_deref())
+        .unwrap_or("");
+    (alias, if group == "%{GLOBAL}" { "" } else { group })
+}
+
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The script file Apache mapped the request to.
@@ -68,25 +87,8 @@ pub fn resolve(r: &RequestRef<'_>, handler_script: Option<&str>) -> Result<Targe
             return Err(HTTP_NOT_FOUND);
         }
     }
-    let server = r.server();
-    let sconf = &server.config().wsgi;
     let dconf: &WsgiDirConfig = &r.per_dir_config().wsgi;
-    let alias: Option<&ScriptAlias> = r
-        .table(TableField::Notes)
-        .get(b"modpy.wsgi.alias")
-        .ok()
-        .flatten()
-        .and_then(|i| std::str::from_utf8(&i).ok()?.parse::<usize>().ok())
-        .and_then(|i| sconf.script_aliases.get(i));
-    let process_group = alias
-        .and_then(|a| a.process_group.as_deref())
-        .or(dconf.process_group.as_deref())
-        .unwrap_or("");
-    let process_group = if process_group == "%{GLOBAL}" {
-        ""
-    } else {
-        process_group
-    };
+    let (alias, process_group) = process_group(r);
     let chunked = r.rec().read_chunked != 0
         || r.table(TableField::HeadersIn)
             .get(b"Transfer-Encoding")
