@@ -44,6 +44,22 @@ PythonOutputFilter mp_app::upper UPPER
 </Location>
 """
 
+# A mod_python.publisher page and a PSP page, served the same way by mod_python and mod_py.
+SITE_CONF = """PythonInterpreter main_interpreter
+<Directory {run}/apps/site>
+    Require all granted
+    SetHandler mod_python
+</Directory>
+<Files pub.py>
+    PythonHandler mod_python.publisher
+</Files>
+<Files hello.psp>
+    PythonHandler mod_python.psp
+</Files>
+LoadModule alias_module {mods}/mod_alias.so
+Alias /site {run}/apps/site
+"""
+
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in [
@@ -87,20 +103,8 @@ PythonInterpreter main_interpreter
             {"hello": "/site/pub.py/hello", "psp_hello": "/site/hello.psp"},
             """
 LoadModule python_module {mods}/mod_python.so
-PythonInterpreter main_interpreter
-<Directory {run}/apps/site>
-    Require all granted
-    SetHandler mod_python
-</Directory>
-<Files pub.py>
-    PythonHandler mod_python.publisher
-</Files>
-<Files hello.psp>
-    PythonHandler mod_python.psp
-</Files>
-LoadModule alias_module {mods}/mod_alias.so
-Alias /site {run}/apps/site
-""",
+"""
+            + SITE_CONF,
             ((f"{MODS}/mod_python.so", "libapache2-mod-python"),),
         ),
         System(
@@ -109,20 +113,8 @@ Alias /site {run}/apps/site
             {"hello": "/site/pub.py/hello", "psp_hello": "/site/hello.psp"},
             """
 LoadModule py_module {modpy_so}
-PythonInterpreter main_interpreter
-<Directory {run}/apps/site>
-    Require all granted
-    SetHandler mod_python
-</Directory>
-<Files pub.py>
-    PythonHandler mod_python.publisher
-</Files>
-<Files hello.psp>
-    PythonHandler mod_python.psp
-</Files>
-LoadModule alias_module {mods}/mod_alias.so
-Alias /site {run}/apps/site
-""",
+"""
+            + SITE_CONF,
         ),
         System(
             "modpy_handler",

@@ -55,7 +55,6 @@ class BaseSession(dict):  # type: ignore[type-arg]
             if self.load():
                 self._new = False
         if self._new:
-            self._sid = self._sid if sid else self._sid
             if lock and not self._locked:
                 self.lock()
             self._created = time.time()
@@ -208,11 +207,10 @@ class FileSession(BaseSession):
         os.replace(tmp, path)
 
     def do_delete(self) -> None:
-        for suffix in ("",):
-            try:
-                os.unlink(self._path(suffix))
-            except OSError:
-                pass
+        try:
+            os.unlink(self._path())
+        except OSError:
+            pass
 
 
 _memory: dict[str, dict[str, Any]] = {}

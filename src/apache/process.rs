@@ -182,15 +182,7 @@ pub fn monitor_signals() {
     // SAFETY: installs async-signal-safe handlers (they store an atomic) and resets the
     // mask of this single-threaded process.
     unsafe {
-        for sig in [
-            libc::SIGHUP,
-            libc::SIGUSR1,
-            libc::SIGWINCH,
-            libc::SIGPIPE,
-            libc::SIGQUIT,
-        ] {
-            libc::signal(sig, libc::SIG_DFL);
-        }
+        libc::signal(libc::SIGQUIT, libc::SIG_DFL);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGUSR1, libc::SIG_IGN);

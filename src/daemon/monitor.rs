@@ -478,13 +478,12 @@ impl Monitor {
         let config = t
             .expand(values)
             .map_err(|e| (FORBIDDEN, format!("template '{name}': {e}")))?;
-        if let Some(e) = self
+        if self
             .entries
             .iter()
             .flatten()
-            .find(|e| e.group.config.name == config.name && !e.stopping)
+            .any(|e| e.group.config.name == config.name && !e.stopping)
         {
-            let _ = e;
             return Ok(());
         }
         // Who it would run as: never root, never a system account, never Apache's own user
@@ -572,13 +571,12 @@ impl Monitor {
             loglevel: setup.loglevel,
             on_demand: None,
         });
-        let idx = self.add(Entry {
+        self.add(Entry {
             group,
             template: Some(tidx),
             activity: Some(activity),
             stopping: false,
         });
-        let _ = idx;
         self.start_due();
         Ok(())
     }

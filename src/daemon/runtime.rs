@@ -268,7 +268,7 @@ fn configure(pconf: Pool, main: Server) -> Result<(), String> {
     }
     let prefix = match &main.config().wsgi.socket_prefix {
         Some(p) if p.starts_with('/') => p.clone(),
-        // SAFETY-free: server_root_relative is done by Apache for relative prefixes.
+        // A relative prefix is ServerRoot-relative, as mod_wsgi reads it.
         Some(p) => pconf.server_root_relative(p),
         None => pconf.runtime_dir_relative("wsgi"),
     };
