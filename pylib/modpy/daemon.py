@@ -501,13 +501,15 @@ class Worker:
                 return
             self.stop_reason = reason
             self.stopping = time.monotonic() + timeout
-            # No new connections, and the idle ones are closed (no request is on them: the
-            # Apache side sends such a request again on a fresh connection).
+            # No new connections, and the idle kept-alive ones are closed (no request is on
+            # them: the Apache side sends a request that meets the close again, on a fresh
+            # connection). Connections accepted but not yet greeted carry a request that is
+            # on its way: they are served before the process exits.
             if self.listener is not None:
                 self.epoll.unregister(self.listener.fileno())
                 self.listener.close()
                 self.listener = None
-            for fd in [fd for fd in self.conns if fd not in self.busy]:
+            for fd in [fd for fd, c in self.conns.items() if c.greeted and fd not in self.busy]:
                 self._forget(fd)
         log.info("stopping: %s", reason)
 
@@ -540,8 +542,11 @@ class Worker:
             self.done.wait(0.2)  # signal handlers run here, in the main thread
             if self.stopping is None:
                 continue
+            # Not only `active`: a connection being greeted, or accepted and not yet greeted,
+            # has a request on its way that exiting would lose.
             with self.lock:
-                busy = len(self.active)
+                waiting = sum(1 for fd, c in self.conns.items() if fd in self.busy or not c.greeted)
+                busy = max(len(self.active), waiting)
             if busy == 0:
                 return 0
             if time.monotonic() > self.stopping:
@@ -578,9 +583,6 @@ class Worker:
                     continue
                 conn = Connection(sock)
                 with self.lock:
-                    if self.stopping is not None:
-                        conn.close()
-                        continue
                     self.conns[sock.fileno()] = conn
                     self.epoll.register(sock.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
         finally:

@@ -63,7 +63,15 @@ fn connect(g: &Group) -> Result<Conn, (i32, String)> {
     let mut asked = false;
     let stream = loop {
         match UnixStream::connect(&g.socket) {
-            Ok(s) => break s,
+            // HELLO fails (EPIPE) when the worker that accepted is stopping: nothing was
+            // sent, so connect again.
+            Ok(s) => match proto::write_frame(&mut &s, Kind::Hello, &proto::hello(&g.secret)) {
+                Ok(()) => break s,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err((HTTP_SERVICE_UNAVAILABLE, format!("sending HELLO: {e}")))
+                }
+                Err(_) => std::thread::sleep(delay),
+            },
             // An instance of a template that is not running: the monitor starts it.
             Err(_) if g.on_demand.is_some() && !asked => {
                 asked = true;
@@ -84,9 +92,6 @@ fn connect(g: &Group) -> Result<Conn, (i32, String)> {
             }
         }
     };
-    let mut w = &stream;
-    proto::write_frame(&mut w, Kind::Hello, &proto::hello(&g.secret))
-        .map_err(|e| (HTTP_SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Conn {
         reader: BufReader::with_capacity(64 * 1024, stream),
         timeout: None,
@@ -450,7 +455,7 @@ fn serve(req: &Request, g: &Arc<Group>, t: &Target) -> i32 {
         req,
         log::APLOG_ERR,
         &format!(
-            "mod_py: daemon process of group '{}' gave no response for '{}': {last}",
+            "mod_py: daemon process of group '{}' gave no response for '{}' in 8 attempts: {last}",
             g.config.name, t.filename
         ),
     );

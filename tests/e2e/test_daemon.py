@@ -497,3 +497,18 @@ def test_body_over_limit_is_413(apache: Callable[..., Apache]) -> None:
     assert a.request("POST", "/app", body=b"x" * 500)[0] == 200
     assert a.request("POST", "/app", body=b"x" * 5000)[0] == 413
     assert get_json(a)["group"] == "site"
+
+
+def test_daemon_processes_recycled_every_few_requests_lose_nothing(apache: Callable[..., Apache]) -> None:
+    # Each process exits after 3 requests while 8 clients keep it busy: every stop races with
+    # connections just accepted and greeted, and none of those requests may be lost.
+    a = start(apache, """
+        WSGIDaemonProcess site processes=2 threads=4 maximum-requests=3
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    get_json(a)
+    with Load(a, threads=8) as load:
+        time.sleep(5)
+    errors = [line for line in a.log_text().splitlines() if ":error]" in line]
+    assert load.failures == [], (len(load.failures), load.ok, errors[-5:])
+    assert load.ok > 50
