@@ -163,3 +163,18 @@ def stat(fname: str, wanted: int = 0) -> _os.stat_result:
 def config_tree() -> tuple:
     """mod_python's parsed configuration tree: not available (mod_py does not keep it)."""
     return ()
+
+
+def _check_version() -> None:
+    # mod_python's C module warned when the Python package beside it was another release
+    # (a stale copy earlier on sys.path); mod_py keeps that warning, in the same words.
+    from . import version
+    if version.version != _MOD_PYTHON_API:
+        log_error("WARNING: mod_python version mismatch, expected '%s', found '%s'."
+                  % (_MOD_PYTHON_API, version.version), APLOG_WARNING)
+        log_error("WARNING: mod_python modules location '%s'." % _os.path.dirname(version.__file__),
+                  APLOG_WARNING)
+
+
+_MOD_PYTHON_API = "3.5.0"
+_check_version()

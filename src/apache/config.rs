@@ -270,7 +270,10 @@ pub unsafe extern "C" fn modpy_cmd_take12(
             Ok(())
         }
         sys::modpy_cmd_id_MODPY_CMD_IMPORT => {
-            if config::is_module_name(&a1) {
+            // `module` or `module::function` (mod_python 3.5 calls the function after the
+            // import).
+            let module = a1.split_once("::").map_or(a1.as_str(), |(m, _)| m);
+            if config::is_module_name(module) && config::check_handler_name(&a1).is_ok() {
                 // SAFETY: PythonImport is RSRC_CONF: the server's config is ours to change.
                 let sc = unsafe {
                     &mut *(get_module_config((*(*cmd).server).module_config) as *mut ServerConfig)

@@ -165,15 +165,25 @@ fn python_imports(py: Python<'_>, main: Server) {
                 );
             }
         }
-        for (module, _interp) in &s.config().imports {
-            if !seen.insert(module.clone()) {
+        for (spec, _interp) in &s.config().imports {
+            if !seen.insert(spec.clone()) {
                 continue;
             }
-            if let Err(err) = dispatch::import_handler_module(py, module, None, false) {
+            let (module, function) = match spec.split_once("::") {
+                Some((m, f)) => (m, Some(f)),
+                None => (spec.as_str(), None),
+            };
+            let imported = dispatch::import_handler_module(py, module, None, false).and_then(|m| {
+                match function {
+                    Some(f) => m.getattr(f)?.call0().map(drop),
+                    None => Ok(()),
+                }
+            });
+            if let Err(err) = imported {
                 s.log_error(
                     log::APLOG_ERR,
                     0,
-                    &format!("mod_py: PythonImport {module} failed: {err}"),
+                    &format!("mod_py: PythonImport {spec} failed: {err}"),
                 );
             }
         }
