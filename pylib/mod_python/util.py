@@ -156,15 +156,17 @@ class FieldStorage:
             headers = apache.table()
             disp_options: dict[str, str] = {}
             disp, ctype, type_options = None, "text/plain", {}
-            while True:
-                line = req.readline(readBlockSize)
+            line = req.readline(readBlockSize)
+            while line not in (b"\r\n", b"\n"):
                 if not line:
                     return
-                if line in (b"\r\n", b"\n"):
-                    break
+                nextline = req.readline(readBlockSize)
+                while nextline[:1] in (b" ", b"\t"):  # a folded header goes on
+                    line, nextline = line.rstrip(b"\r\n") + nextline, req.readline(readBlockSize)
                 name, sep, value = _text(line).partition(":")
                 if not sep:
                     raise apache.SERVER_RETURN(apache.HTTP_BAD_REQUEST)
+                line = nextline
                 value = value.strip()
                 headers.add(name.strip(), value)
                 if name.strip().lower() == "content-disposition":
@@ -211,6 +213,9 @@ class FieldStorage:
             if m:
                 return m.group(1) is not None
             if sink is not None:
+                if line == b"\n" and held == b"\r":  # the rest of a CRLF split across blocks
+                    held = b"\r\n"
+                    continue
                 if held:
                     sink.write(held)
                 if line.endswith(b"\r\n"):
@@ -219,9 +224,6 @@ class FieldStorage:
                 elif line.endswith(b"\r"):  # a full block ending in CR: maybe half a CRLF
                     sink.write(line[:-1])
                     held = b"\r"
-                elif line == b"\n" and held == b"\r":
-                    held = b"\r\n"
-                    continue
                 else:
                     sink.write(line)
                     held = b""

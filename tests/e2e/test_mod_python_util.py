@@ -77,6 +77,21 @@ def test_multipart_fields_and_files(server: Apache) -> None:
     assert items["empty"]["size"] == 0
 
 
+def test_multipart_folded_headers_and_split_crlf(server: Apache) -> None:
+    # FieldStorage reads 65368-byte blocks: a last line of 65367 bytes puts the CRLF before the
+    # boundary across two blocks, and a CR at the block's end inside a line must stay data.
+    block = 65368
+    for data in (b"a" * 100 + b"\r\n" + b"b" * (block - 1),
+                 b"a" * 100 + b"\r\n" + b"b" * (block - 1) + b"\r",
+                 b"b" * (block - 1) + b"\rccc\r\n"):
+        body = (b'--B\r\nContent-Type: text/plain\r\nContent-Disposition: form-data;\r\n name="a"\r\n\r\nx\r\n'
+                b'--B\r\nContent-Disposition: form-data; name="up"; filename="f"\r\n\r\n' + data + b"\r\n--B--\r\n")
+        r = post(server, "/u/form", body, {"Content-Type": 'multipart/form-data; boundary="B"'})
+        items = dict(r["items"])
+        assert r["list_a"] == ["x"]  # the folded Content-Disposition still names the field
+        assert items["up"]["size"] == len(data) and items["up"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_bad_form_bodies(server: Apache) -> None:
     assert server.request("POST", "/u/form", body=b"x", headers={"Content-Type": "text/weird"})[0] == 501
     status = server.request("POST", "/u/form", body=b"--x\r\n", headers={"Content-Type": "multipart/form-data"})[0]
