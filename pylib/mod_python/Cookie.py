@@ -36,7 +36,7 @@ class Cookie:
     """One cookie: name, value and the attributes of Set-Cookie."""
 
     _valid_attr = ("version", "path", "domain", "secure", "comment", "expires", "max_age",
-                   "commentURL", "discard", "port", "httponly")
+                   "samesite", "commentURL", "discard", "port", "httponly")
 
     def __init__(self, name: str, value: Any, **kw: Any) -> None:
         self.name, self.value = name, value
@@ -46,6 +46,7 @@ class Cookie:
         self.secure = False
         self.comment: Optional[str] = None
         self.max_age: Optional[int] = None
+        self.samesite: Optional[str] = None
         self.httponly = False
         self._expires: Optional[str] = None
         for k, v in kw.items():
@@ -71,9 +72,10 @@ class Cookie:
         value = self._value_text()
         if any(c in value for c in ';,"\r\n') or any(c in self.name for c in ';,= \r\n"'):
             raise CookieError(f"cookie {self.name!r} has a character that cannot be sent")
+        # Attribute names in lower case, as 3.5 wrote them (clients match them case-blind).
         parts = [f"{self.name}={value}"]
-        for attr, label in (("version", "Version"), ("path", "Path"), ("domain", "Domain"),
-                            ("comment", "Comment"), ("max_age", "Max-Age")):
+        for attr, label in (("version", "version"), ("path", "path"), ("domain", "domain"),
+                            ("comment", "comment"), ("max_age", "max-age"), ("samesite", "samesite")):
             v = getattr(self, attr, None)
             if v is not None:
                 parts.append(f"{label}={v}")
@@ -82,7 +84,7 @@ class Cookie:
         if self.secure:
             parts.append("secure")
         if self.httponly:
-            parts.append("HttpOnly")
+            parts.append("httponly")
         return "; ".join(parts)
 
     def __repr__(self) -> str:

@@ -43,7 +43,7 @@ class BaseSession(dict):  # type: ignore[type-arg]
         self._timeout = timeout or DFT_TIMEOUT
         self._locked = False
         opts = req.get_options() if hasattr(req, "get_options") else {}
-        self._cookie_name = opts.get("mod_python.session.cookie_name", COOKIE_NAME)
+        self._cookie_name = opts.get("mod_python.session.cookie_name", opts.get("session_cookie_name", COOKIE_NAME))
         if not sid:
             sid = self._sid_from_cookie()
         elif not _SID.match(sid):
@@ -58,7 +58,7 @@ class BaseSession(dict):  # type: ignore[type-arg]
             if lock and not self._locked:
                 self.lock()
             self._created = time.time()
-            self.make_cookie()
+            Cookie.add_cookie(self._req, self.make_cookie())
         self._accessed = time.time()
         req.register_cleanup(self._cleanup_request)
 
@@ -81,14 +81,17 @@ class BaseSession(dict):  # type: ignore[type-arg]
             return None
         return sid
 
-    def make_cookie(self) -> None:
-        path = self._req.get_options().get("mod_python.session.application_path", "/")
+    def make_cookie(self) -> Cookie.Cookie:
+        """The session's cookie, not yet added to the response. As 3.5's: no httponly flag,
+        domain= when an application domain is set."""
+        opts = self._req.get_options()
+        path = opts.get("mod_python.session.application_path", opts.get("ApplicationPath", "/"))
         if self._secret:
             c: Cookie.Cookie = Cookie.SignedCookie(self._cookie_name, self._sid, self._secret, path=path)
         else:
             c = Cookie.Cookie(self._cookie_name, self._sid, path=path)
-        c.httponly = True
-        Cookie.add_cookie(self._req, c)
+        c.domain = opts.get("mod_python.session.application_domain")
+        return c
 
     # -- the 3.5 methods --
 
@@ -111,7 +114,8 @@ class BaseSession(dict):  # type: ignore[type-arg]
         self._timeout = secs
 
     def invalidate(self) -> None:
-        c = Cookie.Cookie(self._cookie_name, "", path="/", expires=0)
+        c = self.make_cookie()  # the same path and domain, or the client keeps it
+        c.expires = 0
         Cookie.add_cookie(self._req, c)
         self.delete()
         self._invalid = True
@@ -167,7 +171,8 @@ class FileSession(BaseSession):
                  timeout: int = 0, lock: int = 1, fast_cleanup: bool = True, verify_cleanup: bool = True) -> None:
         opts = req.get_options()
         self._dir = opts.get("mod_python.file_session.database_directory",
-                             os.path.join(tempfile.gettempdir(), "mp_sess"))
+                             opts.get("mod_python.session.database_directory",
+                                      opts.get("session_directory", os.path.join(tempfile.gettempdir(), "mp_sess"))))
         os.makedirs(self._dir, mode=0o700, exist_ok=True)
         self._lockfd: Optional[int] = None
         super().__init__(req, sid, secret, lock, timeout)
@@ -249,7 +254,8 @@ class MemorySession(BaseSession):
 def Session(req: Any, sid: Optional[str] = None, secret: Optional[str] = None, timeout: int = 0, lock: int = 1) -> BaseSession:
     """The session class chosen by ``PythonOption mod_python.session.session_type`` (FileSession
     by default: Apache's children are separate processes)."""
-    kind = req.get_options().get("mod_python.session.session_type", "FileSession")
+    opts = req.get_options()
+    kind = opts.get("mod_python.session.session_type", opts.get("session", "FileSession"))
     cls = {"FileSession": FileSession, "MemorySession": MemorySession}.get(kind)
     if cls is None:
         raise ValueError(f"unknown mod_python.session.session_type {kind!r}")

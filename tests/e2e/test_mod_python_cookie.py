@@ -46,7 +46,7 @@ def test_round_trip(server: Apache) -> None:
     status, headers, _ = server.get("/c/set")
     sets = headers.get_all("Set-Cookie")
     assert status == 200 and len(sets) == 3
-    assert sets[0] == "plain=hello; Path=/; HttpOnly"
+    assert sets[0] == "plain=hello; path=/; httponly"
     assert headers["Cache-Control"] == 'no-cache="set-cookie"'
     jar = "; ".join(s.split(";")[0] for s in sets)
     r = read(server, jar)

@@ -25,7 +25,18 @@ PythonOption mod_python.file_session.database_directory @ROOT@/sessions
     SetHandler mod_python
 </Location>
 """ + "".join(f"<Location /s/{n}>\n    PythonHandler mp_session::{n}\n</Location>\n"
-              for n in ("login", "whoami", "logout", "unsigned")), mpm=request.param)
+              for n in ("login", "whoami", "logout", "unsigned")) + """
+<LocationMatch ^/s/scoped/>
+    PythonOption mod_python.session.application_path /s/scoped
+    PythonOption mod_python.session.application_domain example.test
+</LocationMatch>
+<Location /s/scoped/in>
+    PythonHandler mp_session::unsigned
+</Location>
+<Location /s/scoped/out>
+    PythonHandler mp_session::logout
+</Location>
+""", mpm=request.param)
     shutil.copytree(APPS, a.root / "mp_apps")
     (a.root / "sessions").mkdir()
     (a.root / "sessions").chmod(0o1777)
@@ -82,3 +93,16 @@ def test_unsigned_session_ids_are_checked(server: Apache) -> None:
     for bad in ("../../../../tmp/x", "..%2f..%2fetc", "ABCDEF" * 6):
         assert server.get("/s/unsigned", headers={"Cookie": f"pysid={bad}"})[2] == b"new"
     wait_log(server, "ignored a malformed session id")
+
+
+def test_cookie_path_and_domain_options(server: Apache) -> None:
+    # 3.5's shape: every attribute is name=value (no httponly), lower-case names; invalidate()
+    # expires the cookie with the same path and domain, or the client would keep it.
+    status, headers, _ = server.get("/s/scoped/in")
+    setcookie = headers["Set-Cookie"]
+    parts = dict(p.split("=") for p in setcookie.split("; "))
+    assert status == 200 and len(parts["pysid"]) == 32
+    assert parts["path"] == "/s/scoped" and parts["domain"] == "example.test"
+    _, headers, _ = server.get("/s/scoped/out", headers={"Cookie": f"pysid={parts['pysid']}"})
+    gone = headers.get_all("Set-Cookie")[-1]
+    assert "; path=/s/scoped; domain=example.test; expires=Thu, 01-Jan-1970 00:00:00 GMT" in gone
