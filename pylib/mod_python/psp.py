@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import types
 from typing import Any, Optional
@@ -111,18 +112,34 @@ def _compile(path: str) -> types.CodeType:
 class PSPInterface:
     """The ``psp`` object of a page."""
 
-    def __init__(self, req: Any, filename: Optional[str]) -> None:
-        self.req, self.filename = req, filename
-        self.error_page: Optional[str] = None
+    def __init__(self, req: Any, filename: Optional[str], form: Any = None) -> None:
+        self.req, self.filename, self.form = req, filename, form
+        self.error_page: Optional[PSP] = None
 
     def set_error_page(self, page: str) -> None:
-        self.error_page = page
+        """The page run instead when this one raises (it gets ``exception``, the
+        sys.exc_info() triple); a leading ``/`` means the document root."""
+        if page.startswith("/"):
+            path = self.req.document_root() + page
+        else:
+            path = os.path.join(os.path.dirname(self.filename or self.req.filename), page)
+        self.error_page = PSP(self.req, path)
 
-    def apply_data(self, obj: Any, **kw: Any) -> Any:
-        return util.apply_fs_data(obj, util.FieldStorage(self.req), **kw)
+    def apply_data(self, obj: Any) -> Any:
+        if self.form is None:
+            self.form = _form(self.req)
+        return util.apply_fs_data(obj, self.form, req=self.req)
 
     def redirect(self, location: str, permanent: int = 0) -> None:
         util.redirect(self.req, location, permanent)
+
+
+def _form(req: Any) -> util.FieldStorage:
+    """The request's form, read once and kept as req.form (the body can be read only once)."""
+    form = getattr(req, "form", None)
+    if form is None:
+        form = req.form = util.FieldStorage(req, keep_blank_values=1)
+    return form
 
 
 class PSP:
@@ -153,28 +170,37 @@ class PSP:
     def run(self, vars: Optional[dict[str, Any]] = None) -> None:
         code = self.code()
         req = self.req
-        g: dict[str, Any] = {"__builtins__": __builtins__, "req": req,
-                             "psp": PSPInterface(req, self.filename), **self.vars, **(vars or {})}
         names = set(code.co_names)
-        # A handler that already read the form or opened the session passes them on
-        # (req.form / req.session): the body is read once, the session locked once.
-        if "form" in names and "form" not in g:
-            g["form"] = getattr(req, "form", None) or util.FieldStorage(req, keep_blank_values=1)
+        # The session and form live on req (as in 3.5), so that an error page or a page run
+        # from a handler uses the same ones: a second Session of the id would wait forever
+        # for the first one's lock, and the body can be read only once.
         session = None
-        if "session" in names and "session" not in g:
-            existing = getattr(req, "session", None)
-            if existing is not None:
-                g["session"] = existing
-            else:
-                from . import Session
-                session = g["session"] = Session.Session(req)
+        if "session" in names and getattr(req, "session", None) is None:
+            from . import Session
+            session = req.session = Session.Session(req)
+        form = _form(req) if "form" in names else getattr(req, "form", None)
+        psp = PSPInterface(req, self.filename, form)
+        g: dict[str, Any] = {"__builtins__": __builtins__, "req": req, "psp": psp, "form": form,
+                             "session": getattr(req, "session", None), **self.vars, **(vars or {})}
         if not req.content_type or req.content_type in ("application/x-httpd-psp", "text/x-psp"):
             req.content_type = "text/html"
         try:
-            exec(code, g)
+            try:
+                exec(code, g)
+                # Opening a session changes it (its access time): it is always saved.
+                if getattr(req, "session", None) is not None:
+                    req.session.save()
+            except apache.SERVER_RETURN:
+                raise
+            except Exception:
+                if psp.error_page is None:
+                    raise
+                psp.error_page.run({"exception": sys.exc_info()})
         finally:
+            # A session opened here is not left on req, unlocked, for later code to use.
             if session is not None:
-                session.save()
+                session.unlock()
+                del req.session
 
     def __str__(self) -> str:
         """Runs the page (what 3.5 did, so a published function may return a PSP)."""

@@ -58,3 +58,16 @@ def test_errors(server: Apache) -> None:
     assert server.get("/psp/broken.psp")[0] == 500
     wait_log(server, "ValueError: psp page exploded")
     assert server.get("/psp/missing.psp")[0] == 404
+
+
+def test_error_page(server: Apache) -> None:
+    # The error page runs after the output so far, gets sys.exc_info() as `exception` and the
+    # page's own session (not a second one, which would wait for the first one's lock); the
+    # session is saved once, after the error page.
+    status, headers, body = server.get("/psp/with_error_page.psp")
+    assert status == 200, body
+    assert body.split() == [b"before", b"error", b"page:", b"KeyError", b"'no", b"such", b"thing'", b"tries=11"]
+    c = SimpleCookie()
+    c.load(headers["Set-Cookie"])
+    body = server.get("/psp/with_error_page.psp", headers={"Cookie": f"pysid={c['pysid'].value}"})[2]
+    assert body.split()[-1] == b"tries=22"
