@@ -83,12 +83,21 @@ def _credentials(req: Any) -> tuple[Optional[str], Optional[str]]:
     return user, pw
 
 
-_FORBID = object()  # a function-body __auth__/__access__ that is not a literal: deny
+_FORBID = object()  # a function-body __auth__/__access__ we cannot evaluate: deny
+
+
+def _nested_function(func: types.FunctionType, name: str) -> Any:
+    """The function `name` defined in func's body, made from its code object with func's
+    globals (as 3.5 did); _FORBID if it needs the enclosing function's variables."""
+    for const in func.__code__.co_consts:
+        if isinstance(const, types.CodeType) and const.co_name == name:
+            return _FORBID if const.co_freevars else types.FunctionType(const, func.__globals__, name)
+    return _FORBID
 
 
 def _function_body_settings(func: types.FunctionType) -> dict[str, Any]:
-    """__auth__, __access__ and __auth_realm__ assigned in a function's body, as 3.5 sites
-    write them (literal values only; anything else denies, never grants)."""
+    """__auth__, __access__ and __auth_realm__ assigned (literal values) or defined (nested
+    functions) in a function's body, as 3.5 sites write them; anything else denies, never grants."""
     code = func.__code__
     wanted = {"__auth__", "__access__", "__auth_realm__"} & set(code.co_varnames)
     if not wanted:
@@ -101,7 +110,9 @@ def _function_body_settings(func: types.FunctionType) -> dict[str, Any]:
         tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
         body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
         for stmt in body:
-            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            if isinstance(stmt, ast.FunctionDef) and stmt.name in wanted:
+                found[stmt.name] = _nested_function(func, stmt.name)
+            elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
                 name = stmt.targets[0].id
                 if name in wanted:
                     try:
@@ -115,13 +126,15 @@ def _function_body_settings(func: types.FunctionType) -> dict[str, Any]:
 
 def _check_auth(req: Any, obj: Any, realm: str) -> str:
     """__auth__ / __access__ of one object on the path; returns the realm in force."""
-    if isinstance(obj, types.FunctionType):
-        settings = {**_function_body_settings(obj), **{k: v for k, v in obj.__dict__.items()
-                                                        if k in ("__auth__", "__access__", "__auth_realm__")}}
+    func = obj.__func__ if isinstance(obj, types.MethodType) else obj
+    if isinstance(func, types.FunctionType):
+        settings = {**_function_body_settings(func), **{k: v for k, v in func.__dict__.items()
+                                                         if k in ("__auth__", "__access__", "__auth_realm__")}}
     else:
         settings = {k: getattr(obj, k, None) for k in ("__auth__", "__access__", "__auth_realm__")}
     if _FORBID in settings.values():
-        req.log_error(f"mod_python.publisher: {req.uri}: __auth__/__access__ is not a literal value; denied",
+        req.log_error(f"mod_python.publisher: {req.uri}: __auth__/__access__ in the function's body is "
+                      "neither a literal nor a function without closure; denied",
                       apache.APLOG_ERR)
         raise apache.SERVER_RETURN(apache.HTTP_FORBIDDEN)
     auth, access = settings.get("__auth__"), settings.get("__access__")

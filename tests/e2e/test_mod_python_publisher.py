@@ -80,4 +80,11 @@ def test_auth_in_function_body(server: Apache) -> None:
     assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="Inner"'
     assert server.get("/site/pub.py/inner_auth", headers=cred)[2] == b"inner ok"
     assert server.get("/site/pub.py/computed_auth", headers=cred)[0] == 403
-    wait_log(server, "is not a literal value; denied")
+    wait_log(server, "neither a literal nor a function without closure; denied")
+    # Nested functions as __auth__ / __access__, of a function and of a method.
+    assert server.get("/site/pub.py/nested_auth")[0] == 401
+    assert server.get("/site/pub.py/nested_auth", headers=cred)[2] == b"nested ok, auth_called=1"
+    dave = {"Authorization": "Basic " + base64.b64encode(b"dave:pw").decode()}
+    assert server.get("/site/pub.py/desk/method", headers=cred)[0] == 401
+    assert server.get("/site/pub.py/desk/method", headers=dave)[2] == b"method ok"
+    assert server.get("/site/pub.py/closure_auth", headers=cred)[0] == 403

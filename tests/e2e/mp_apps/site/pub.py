@@ -42,6 +42,34 @@ def inner_auth(req):
     return "inner ok"
 
 
+def nested_auth(req):
+    def __auth__(req, user, password):
+        req.notes["auth_called"] = "1"
+        return (user, password) == ("carol", "pw")
+
+    def __access__(req, user):
+        return user == "carol"
+    return "nested ok, auth_called=" + req.notes.get("auth_called", "0")
+
+
+class Desk:
+    def method(self, req):
+        def __auth__(req, user, password):
+            return (user, password) == ("dave", "pw")
+        return "method ok"
+
+
+desk = Desk()
+
+
+def closure_auth(req):
+    allowed = "carol"
+
+    def __auth__(req, user, password):  # needs `allowed`: cannot be run alone, refused
+        return user == allowed
+    return "should not be served"
+
+
 def computed_auth(req):
     __auth__ = dict(carol="pw")  # not a literal: refused, never granted
     return "should not be served"
