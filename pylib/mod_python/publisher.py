@@ -188,21 +188,31 @@ def resolve_object(req: Any, obj: Any, object_str: str, realm: str = "unknown") 
     return obj
 
 
+def _target(req: Any) -> tuple[str, str]:
+    """(module file, dotted object path) of the request, by 3.5's rules: /dir/ is dir's
+    index.py, /mod and /mod.py are mod.py, and a name with no such file is an object of the
+    directory's index.py (/foobar calls index.foobar); one trailing slash is dropped."""
+    if req.filename is None:
+        raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
+    directory, name = os.path.split(req.filename)
+    name = name or "index"
+    if name.endswith(".py"):
+        name = name[:-3]
+    func_path = (req.path_info or "")[1:]
+    if func_path.endswith("/"):
+        func_path = func_path[:-1]
+    path = os.path.join(directory, name + ".py")
+    if not os.path.isfile(path):
+        func_path = f"{name}/{func_path}" if func_path else name
+        path = os.path.join(directory, "index.py")
+        if not os.path.isfile(path):
+            raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
+    return os.path.normpath(path), (func_path or "index").replace("/", ".")
+
+
 def handler(req: Any) -> int:
-    path = req.filename
-    if path is None:
-        return apache.HTTP_NOT_FOUND
-    if os.path.isdir(path):
-        path = os.path.join(path, "index.py")
-    elif not path.endswith(".py"):
-        if os.path.exists(path + ".py"):
-            path = path + ".py"
-    if not os.path.isfile(path) or not path.endswith(".py"):
-        return apache.HTTP_NOT_FOUND
-    func_path = (req.path_info or "")[1:].replace("/", ".")
-    if func_path.endswith("."):
-        func_path += "index"
-    func_path = func_path or "index"
+    path, func_path = _target(req)
+    req.filename = path
     module = _load(path)
     ct_before = req.content_type
     req.form = util.FieldStorage(req, keep_blank_values=1)

@@ -44,6 +44,16 @@ def test_published_functions_and_objects(server: Apache) -> None:
                           headers={"Content-Type": "application/x-www-form-urlencoded"})[2] == b"hello posted x1"
 
 
+def test_module_and_object_from_the_url(server: Apache) -> None:
+    # 3.5's rules: the .py may be left out, a name without a file is an object of index.py,
+    # one trailing slash after the object path is dropped.
+    assert server.get("/site/pub")[2] == server.get("/site/pub.py")[2]
+    assert server.get("/site/")[2] == b"site index"
+    assert server.get("/site/extra")[2] == b"extra from index.py"
+    assert server.get("/site/pub.py/obj/colour/")[2] == b"blue"
+    assert server.get("/site/missing/deeper")[0] == 404
+
+
 @pytest.mark.parametrize("path,status,logged", [
     ("/site/pub.py/_private", 403, "it starts with an underscore"),
     ("/site/pub.py/obj/_hidden", 403, "it starts with an underscore"),
