@@ -128,7 +128,8 @@ fn main() {
 }
 
 /// modpy.apache's constants, derived from the C headers rather than typed in again:
-/// every OK/DECLINED/DONE, HTTP_*, M_*, APLOG_*, AUTH_*/AUTHZ_* that bindgen saw.
+/// every OK/DECLINED/DONE, HTTP_*, M_*, APLOG_*, AUTH_*/AUTHZ_*, MODULE_MAGIC_NUMBER_* that
+/// bindgen saw.
 fn write_constants(bindings: &std::path::Path) {
     let text = std::fs::read_to_string(bindings).expect("reading bindings.rs");
     let mut rows = String::from("pub const CONSTANTS: &[(&str, i64)] = &[\n");
@@ -156,6 +157,7 @@ fn write_constants(bindings: &std::path::Path) {
                 "PROXYREQ_",
                 "REQUEST_",
                 "AP_MPMQ_",
+                "MODULE_MAGIC_NUMBER",
             ]
             .iter()
             .any(|p| name.starts_with(p));

@@ -44,6 +44,10 @@ pub struct DirConfig {
     pub debug: Option<bool>,
     pub autoreload: Option<bool>,
     pub interpreter: Option<String>,
+    /// `PythonInterpPerDirectory` / `PythonInterpPerDirective`: only name the interpreter
+    /// (req.interpreter); one interpreter runs every handler (DESIGN rule 2).
+    pub interp_per_directory: Option<bool>,
+    pub interp_per_directive: Option<bool>,
     /// PythonHandler was set inside <Location>: there is no file behind the URL, so the
     /// translate phase skips the file-system walk (mod_python's d_is_location).
     pub location_handler: Option<bool>,
@@ -74,6 +78,8 @@ impl DirConfig {
             debug: add.debug.or(base.debug),
             autoreload: add.autoreload.or(base.autoreload),
             interpreter: add.interpreter.clone().or_else(|| base.interpreter.clone()),
+            interp_per_directory: add.interp_per_directory.or(base.interp_per_directory),
+            interp_per_directive: add.interp_per_directive.or(base.interp_per_directive),
             location_handler: add.location_handler.or(base.location_handler),
             wsgi: crate::wsgi::config::WsgiDirConfig::merge(&base.wsgi, &add.wsgi),
             phases: crate::phase::PhaseLists::merge(&base.phases, &add.phases),

@@ -5,44 +5,75 @@ from __future__ import annotations
 from typing import Any, Iterator, Optional
 
 from modpy.apache import *  # noqa: F401,F403
-from modpy.apache import log_error, main_server, mpm_query  # noqa: F401
+from modpy.apache import log_error, mpm_query  # noqa: F401
+from modpy import apache as _modpy_apache
 
 
 class table:
     """A standalone case-insensitive, multi-valued table (mod_python's ``apache.table()``,
-    for tables not tied to a request: request tables are modpy.apache.Table)."""
+    for tables not tied to a request: request tables are modpy.apache.Table). Keys and
+    values are strings (others are converted with str(), as apr tables hold only strings)."""
 
     def __init__(self, items: Any = None) -> None:
         self._items: list[tuple[str, str]] = []
-        if items:
-            for k, v in (items.items() if hasattr(items, "items") else items):
-                self.add(k, v)
+        if items is not None:
+            self.update(items)
 
-    def add(self, key: str, value: str) -> None:
-        self._items.append((key, value))
+    @staticmethod
+    def _fold(key: object) -> str:
+        return str(key).lower()
 
-    def __setitem__(self, key: str, value: str) -> None:
-        self.__delitem__(key) if key in self else None
-        self._items.append((key, value))
+    def add(self, key: object, value: object) -> None:
+        """apr_table_add: one more value for key."""
+        self._items.append((str(key), str(value)))
 
-    def __delitem__(self, key: str) -> None:
-        k = key.lower()
+    def __setitem__(self, key: object, value: object) -> None:
+        del self[key]
+        self.add(key, value)
+
+    def __delitem__(self, key: object) -> None:
+        k = self._fold(key)
         self._items = [(a, b) for a, b in self._items if a.lower() != k]
 
-    def __getitem__(self, key: str) -> Any:
-        found = [v for k, v in self._items if k.lower() == key.lower()]
+    def __getitem__(self, key: object) -> Any:
+        k = self._fold(key)
+        found = [v for a, v in self._items if a.lower() == k]
         if not found:
             raise KeyError(key)
         return found[0] if len(found) == 1 else found
 
-    def get(self, key: str, default: Optional[Any] = None) -> Any:
+    def get(self, key: object, default: Optional[Any] = None) -> Any:
         try:
             return self[key]
         except KeyError:
             return default
 
+    def setdefault(self, key: object, default: object = "") -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, other: Any) -> None:
+        """As dict.update of mod_python's table: a mapping (anything with keys() and [])."""
+        for k in other.keys():
+            self[k] = other[k]
+
+    def clear(self) -> None:
+        self._items = []
+
+    def copy(self) -> "table":
+        t = table()
+        t._items = list(self._items)
+        return t
+
+    def popitem(self) -> tuple[str, str]:
+        if not self._items:
+            raise KeyError("popitem(): table is empty")
+        return self._items.pop()
+
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and any(k.lower() == key.lower() for k, _ in self._items)
+        k = self._fold(key)
+        return any(a.lower() == k for a, _ in self._items)
 
     has_key = __contains__
 
@@ -61,8 +92,18 @@ class table:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __eq__(self, other: object) -> bool:
+        # Equal to another table or a mapping with the same keys (in any case) and values.
+        if not hasattr(other, "items"):
+            return NotImplemented
+        mine = sorted((k.lower(), v) for k, v in self._items)
+        theirs = sorted((str(k).lower(), str(v)) for k, v in other.items())
+        return mine == theirs
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
     def __repr__(self) -> str:
-        return f"table({self._items!r})"
+        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self._items) + "}"
 
 
 make_table = table
@@ -150,7 +191,7 @@ def build_cgi_env(req: Any) -> dict[str, str]:
 
 def register_cleanup(callable: Any, data: Any = None) -> None:
     """Runs callable(data) when this Apache child exits."""
-    server = main_server()
+    server = main_server
     if server is not None:
         server.register_cleanup(None, callable, data)
 
@@ -178,3 +219,36 @@ def _check_version() -> None:
 
 _MOD_PYTHON_API = "3.5.0"
 _check_version()
+
+# mod_python's module attributes: the main server object (not a function, as in modpy.apache)
+# and the name of the interpreter this module runs in (mod_py runs one).
+main_server = _modpy_apache.main_server()
+
+# mod_python code checks the types of its objects by name (str(type(req.server)) is
+# "<class 'mp_server'>"); mod_py's classes answer to mod_python's names once this module is
+# imported.
+for _cls, _name in ((_modpy_apache.Request, "mp_request"), (_modpy_apache.Connection, "mp_conn"),
+                    (_modpy_apache.Server, "mp_server"), (_modpy_apache.Table, "mp_table")):
+    # A type of module "builtins" is shown by its __name__ alone.
+    _cls.__name__ = _cls.__qualname__ = _name
+    _cls.__module__ = "builtins"
+del _cls, _name
+
+
+def __getattr__(name: str) -> Any:
+    # mod_python's apache.interpreter: the name of the interpreter the caller runs in, which
+    # mod_python gives per virtual host (req.interpreter); outside a request, the main one.
+    if name == "interpreter":
+        req = _native.current_request()
+        return req.interpreter if req is not None else _modpy_apache.MAIN_INTERPRETER
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Indexes into req.finfo and req.parsed_uri, as in mod_python.
+(FINFO_MODE, FINFO_INO, FINFO_DEV, FINFO_NLINK, FINFO_UID, FINFO_GID, FINFO_SIZE, FINFO_ATIME,
+ FINFO_MTIME, FINFO_CTIME, FINFO_FNAME, FINFO_NAME, FINFO_FILETYPE) = range(13)
+(URI_SCHEME, URI_HOSTINFO, URI_USER, URI_PASSWORD, URI_HOSTNAME, URI_PORT, URI_PATH, URI_QUERY,
+ URI_FRAGMENT) = range(9)
+# mod_python sets sys.argv for code that reads sys.argv[0].
+if _sys.argv in ([], [""]):
+    _sys.argv[:] = ["mod_python"]

@@ -134,7 +134,14 @@ pub(super) unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
                 .map(|p| String::from_utf8_lossy(p).into_owned())
                 .filter(|p| p.starts_with('/') && std::path::Path::new(p).is_dir());
         }
-        let directory = if in_location { None } else { directory };
+        // With a trailing slash, as Apache writes a <Directory> path (mod_python's
+        // hlist.directory).
+        let directory = directory.filter(|_| !in_location).map(|mut d| {
+            if !d.ends_with('/') {
+                d.push('/');
+            }
+            d
+        });
         Cmd {
             id,
             name: String::from_utf8_lossy(name).into_owned(),
@@ -312,19 +319,10 @@ pub unsafe extern "C" fn modpy_cmd_flag(
     match info.id {
         sys::modpy_cmd_id_MODPY_CMD_DEBUG => dc.debug = Some(on != 0),
         sys::modpy_cmd_id_MODPY_CMD_AUTORELOAD => dc.autoreload = Some(on != 0),
-        // One interpreter per process (DESIGN rule 2): the per-directory/-directive
-        // interpreters of mod_python are named like it, and the one-time notice says so.
-        sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTORY if on != 0 => {
-            dc.interpreter = Some(format!(
-                "per-directory {}",
-                info.directory.as_deref().unwrap_or("")
-            ))
-        }
-        sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTIVE if on != 0 => {
-            dc.interpreter = Some("per-directive".into())
-        }
-        sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTORY
-        | sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTIVE => {}
+        // One interpreter per process (DESIGN rule 2): these only name it (req.interpreter),
+        // and a one-time notice says so.
+        sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTORY => dc.interp_per_directory = Some(on != 0),
+        sys::modpy_cmd_id_MODPY_CMD_INTERP_PER_DIRECTIVE => dc.interp_per_directive = Some(on != 0),
         sys::modpy_cmd_id_MODPY_CMD_ENABLE_PDB if on != 0 => {
             // SAFETY: cmd is valid for the duration of this call.
             return unsafe {

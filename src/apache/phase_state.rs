@@ -14,7 +14,8 @@ pub struct PhaseState {
     added: Vec<(Phase, HandlerEntry)>,
     /// One bit per phase that has added handlers: hooks test it without touching `added`.
     added_mask: u16,
-    current: Option<(Phase, Option<String>)>,
+    /// The phase running now and the handler being called in it.
+    current: Option<(Phase, Option<HandlerEntry>)>,
     cleanup_scheduled: bool,
     /// This request is a subrequest made by mod_py's lookup functions: only those may be run
     /// and destroyed from Python.
@@ -33,7 +34,7 @@ impl PhaseState {
 }
 
 /// The phase a request was in before `RequestRef::enter_phase`, restored by `leave_phase`.
-pub struct PreviousPhase(Option<(Phase, Option<String>)>);
+pub struct PreviousPhase(Option<(Phase, Option<HandlerEntry>)>);
 
 impl<'a> RequestRef<'a> {
     /// mod_python's req.add_handler: `entry` runs after the configured handlers of `phase`
@@ -61,14 +62,18 @@ impl<'a> RequestRef<'a> {
         self.state().phase.has_added(phase)
     }
 
-    /// Records that `phase` is running (with the directory of the handler being called).
+    /// Records that `phase` is running (set_current_handler says which handler).
     pub fn enter_phase(&self, phase: Phase) -> PreviousPhase {
         PreviousPhase(self.state().phase.current.replace((phase, None)))
     }
 
-    pub fn set_current_directory(&self, dir: Option<&str>) {
-        if let Some((_, d)) = self.state().phase.current.as_mut() {
-            *d = dir.map(str::to_string);
+    pub fn set_current_handler(&self, entry: &HandlerEntry) {
+        if let Some((_, e)) = self.state().phase.current.as_mut() {
+            match e {
+                // Most phases call one handler: reuse its strings' buffers.
+                Some(e) => e.clone_from(entry),
+                None => *e = Some(entry.clone()),
+            }
         }
     }
 
@@ -76,9 +81,15 @@ impl<'a> RequestRef<'a> {
         self.state().phase.current = prev.0;
     }
 
-    /// The phase running now and the directory of its current handler.
-    pub fn current_phase(&self) -> Option<(Phase, Option<String>)> {
-        self.state().phase.current.clone()
+    /// The phase running now.
+    pub fn current_phase(&self) -> Option<Phase> {
+        self.state().phase.current.as_ref().map(|(p, _)| *p)
+    }
+
+    /// The phase running now and the handler being called (mod_python's req.hlist).
+    pub fn current_handler(&self) -> Option<(Phase, HandlerEntry)> {
+        let (p, e) = self.state().phase.current.as_ref()?;
+        Some((*p, e.clone()?))
     }
 
     /// True the first time it is called for this request: the caller schedules the cleanup

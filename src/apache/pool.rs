@@ -207,3 +207,21 @@ impl Pool {
         unsafe { sys::ap_add_version_component(self.0, pstrdup(self.0, component.as_bytes())) }
     }
 }
+
+/// The strings of an apr_array_header_t of `char *` (NULL: none).
+///
+/// # Safety
+/// `a` is NULL or an array of NUL-terminated strings that live at least as long as `'a`.
+pub unsafe fn str_array<'a>(a: *const sys::apr_array_header_t) -> Vec<&'a [u8]> {
+    if a.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: per the contract, `nelts` elements of type `char *`.
+    unsafe {
+        let a = &*a;
+        std::slice::from_raw_parts(a.elts as *const *const c_char, a.nelts.max(0) as usize)
+            .iter()
+            .filter_map(|&p| cstr(p))
+            .collect()
+    }
+}

@@ -2,7 +2,7 @@
 
 use super::connection::Connection;
 use super::module::{get_module_config, set_module_config};
-use super::pool::{c_string, cstr, pool_box, pstrdup, Alive, Gone, Liveness};
+use super::pool::{c_string, cstr, pool_box, pstrdup, str_array, Alive, Gone, Liveness};
 use super::server::Server;
 use super::table::Table;
 use crate::sys;
@@ -78,6 +78,14 @@ pub enum TableField {
     Notes,
     TrailersIn,
     TrailersOut,
+}
+
+/// The string lists of request_rec (RequestRef::str_list).
+#[derive(Clone, Copy)]
+pub enum StrList {
+    AllowedXmethods,
+    AllowedMethods,
+    ContentLanguages,
 }
 
 /// The kind of r->finfo.
@@ -304,6 +312,44 @@ impl<'a> RequestRef<'a> {
         }
     }
 
+    /// r->allowed_xmethods, r->allowed_methods->method_list (extension methods) and
+    /// r->content_languages.
+    pub fn str_list(&self, which: StrList) -> Vec<&[u8]> {
+        let r = self.rec();
+        let a = match which {
+            StrList::AllowedXmethods => r.allowed_xmethods,
+            // SAFETY: allowed_methods is NULL or an ap_method_list_t of the request pool.
+            StrList::AllowedMethods => unsafe { r.allowed_methods.as_ref() }
+                .map_or(std::ptr::null_mut(), |m| m.method_list),
+            StrList::ContentLanguages => r.content_languages,
+        };
+        // SAFETY: arrays of `char *` in the request pool (alive while self is).
+        unsafe { str_array(a) }
+    }
+
+    /// r->finfo: what the directory walk found at r->filename.
+    pub fn finfo(&self) -> &sys::apr_finfo_t {
+        &self.rec().finfo
+    }
+
+    /// r->finfo.fname.
+    pub fn finfo_fname(&self) -> Option<&[u8]> {
+        // SAFETY: NULL or a string of the request pool.
+        unsafe { cstr(self.rec().finfo.fname) }
+    }
+
+    /// r->useragent_ip and the port of r->useragent_addr.
+    pub fn useragent_addr(&self) -> (Option<&[u8]>, u16) {
+        let r = self.rec();
+        // SAFETY: NULL or request/connection pool data, alive while self is.
+        unsafe {
+            (
+                cstr(r.useragent_ip),
+                r.useragent_addr.as_ref().map_or(0, |a| a.port),
+            )
+        }
+    }
+
     /// What Apache's directory walk found at r->filename: a regular file, a directory, or
     /// nothing (r->finfo.filetype).
     pub fn file_kind(&self) -> FileKind {
@@ -365,6 +411,13 @@ impl<'a> RequestRef<'a> {
     pub fn server(&self) -> Server {
         // SAFETY: server_recs live as long as the configuration (the child's lifetime).
         unsafe { Server::from_raw(self.rec().server) }
+    }
+
+    /// ap_document_root(r): the DocumentRoot of the request's (virtual) server.
+    pub fn document_root(&self) -> &[u8] {
+        // SAFETY: r is live; the result is NULL or a string of the configuration, which
+        // outlives the request.
+        unsafe { cstr(sys::ap_document_root(self.r)) }.unwrap_or_default()
     }
 
     /// r->main, r->prev, r->next as requests of their own.
@@ -679,18 +732,21 @@ impl<'a> RequestRef<'a> {
             match n {
                 0 => break,
                 n if n < 0 => {
-                    // ap_get_client_block has already sent the error response (413 for a body
-                    // over LimitRequestBody, 400 for bad chunking, 408 on timeout) unless the
-                    // client went away.
-                    self.state().body_failed = true;
-                    return Err(Error::Body(
-                        if self.connection().get().is_ok_and(|c| c.aborted()) {
-                            "reading the request body failed: the client closed the connection"
-                        } else {
-                            "reading the request body failed: Apache has answered the client with an \
-                         error (body over LimitRequestBody, malformed chunked encoding or timeout)"
-                        },
-                    ));
+                    // The input filters may have answered the client already (413 for a body
+                    // over LimitRequestBody, 400 for bad chunking): then the request is done.
+                    // On a timeout or a lost client nothing was sent, and the handler's error
+                    // can still be the answer.
+                    let r = self.rec();
+                    let answered = r.sent_bodyct != 0 || r.eos_sent != 0;
+                    self.state().body_failed = answered;
+                    return Err(Error::Body(if answered {
+                        "reading the request body failed: Apache has answered the client with an \
+                         error (body over LimitRequestBody or malformed chunked encoding)"
+                    } else if self.connection().get().is_ok_and(|c| c.aborted()) {
+                        "reading the request body failed: the client closed the connection"
+                    } else {
+                        "reading the request body failed: client read error (timeout?)"
+                    }));
                 }
                 n => got += n as usize,
             }

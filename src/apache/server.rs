@@ -1,6 +1,6 @@
 //! server_rec: a (virtual) server of the configuration.
 
-use super::pool::{cstr, Gone};
+use super::pool::{cstr, str_array, Gone};
 use crate::sys;
 
 /// server_recs live in the configuration pool: in a child, until the child exits, so a
@@ -55,6 +55,23 @@ impl Server {
     pub fn loglevel(&self) -> i32 {
         // SAFETY: see the type's comment.
         unsafe { (*self.s).log.level }
+    }
+
+    /// ServerAlias names without wildcards (s->names) or with them (s->wild_names).
+    pub fn names(&self, wild: bool) -> Vec<String> {
+        // SAFETY: see the type's comment.
+        let a = unsafe {
+            if wild {
+                (*self.s).wild_names
+            } else {
+                (*self.s).names
+            }
+        };
+        // SAFETY: an array of `char *` built by the configuration, which outlives `self`.
+        unsafe { str_array(a) }
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
     }
 
     pub fn next(&self) -> Option<Server> {

@@ -60,6 +60,15 @@ impl Connection {
         let c = self.inner.get().map_err(gone)?;
         Ok((py_opt_str(py, c.str_field(ConnStr::ClientIp)), c.ports().1))
     }
+    /// c->client_addr as (ip, port): the peer of the connection (Apache 2.4's name).
+    #[getter]
+    fn client_addr<'py>(&self, py: Python<'py>) -> PyResult<(Option<Bound<'py, PyString>>, u16)> {
+        self.remote_addr(py)
+    }
+    #[getter]
+    fn double_reverse(&self) -> PyResult<i64> {
+        Ok(self.inner.get().map_err(gone)?.rec().double_reverse() as i64)
+    }
     #[getter]
     fn local_addr<'py>(&self, py: Python<'py>) -> PyResult<(Option<Bound<'py, PyString>>, u16)> {
         let c = self.inner.get().map_err(gone)?;

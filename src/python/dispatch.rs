@@ -26,6 +26,11 @@ thread_local! {
     static CURRENT: RefCell<Vec<apache::Request>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The request this thread is serving (innermost), if any.
+pub fn current_request() -> Option<apache::Request> {
+    CURRENT.with(|c| c.borrow().last().cloned())
+}
+
 /// Logs with the context of the request this thread is serving, if any.
 pub fn log_in_context(level: i32, message: &str) {
     let current = CURRENT.with(|c| c.borrow().last().cloned());
@@ -63,7 +68,10 @@ impl Drop for Serving {
 /// its module with one dict lookup (plus one stat() for PythonAutoReload).
 static HANDLER_MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 /// The PythonPath expression last applied (evaluated only when it changes, as mod_python).
-static APPLIED_PATH: Mutex<Option<String>> = Mutex::new(None);
+/// The PythonPath expressions already applied in this process. mod_python re-evaluates one
+/// when it differs from the last, in an interpreter per virtual host; with one interpreter for
+/// all, each is applied once, or `[dir]+sys.path` in two places would keep growing sys.path.
+static APPLIED_PATHS: Mutex<Option<std::collections::HashSet<String>>> = Mutex::new(None);
 
 pub fn file_mtime(path: &str) -> Option<f64> {
     let m = std::fs::metadata(path).ok()?.modified().ok()?;
@@ -72,8 +80,8 @@ pub fn file_mtime(path: &str) -> Option<f64> {
 
 pub fn apply_python_path(py: Python<'_>, expr: &str) -> PyResult<()> {
     {
-        let applied = APPLIED_PATH.lock().unwrap_or_else(|e| e.into_inner());
-        if applied.as_deref() == Some(expr) {
+        let applied = APPLIED_PATHS.lock().unwrap_or_else(|e| e.into_inner());
+        if applied.as_ref().is_some_and(|s| s.contains(expr)) {
             return Ok(());
         }
     }
@@ -86,9 +94,22 @@ pub fn apply_python_path(py: Python<'_>, expr: &str) -> PyResult<()> {
     let list = value
         .cast::<PyList>()
         .map_err(|_| PyTypeError::new_err(format!("PythonPath {expr} does not give a list")))?;
+    // Each directory once, in its first place.
+    let unique = PyList::empty(py);
+    let seen = pyo3::types::PySet::empty(py)?;
+    for item in list.iter() {
+        if !seen.contains(&item)? {
+            seen.add(&item)?;
+            unique.append(item)?;
+        }
+    }
     sys.getattr("path")?
-        .set_item(pyo3::types::PySlice::full(py), list)?;
-    *APPLIED_PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(expr.to_string());
+        .set_item(pyo3::types::PySlice::full(py), unique)?;
+    APPLIED_PATHS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(expr.to_string());
     Ok(())
 }
 
@@ -249,7 +270,18 @@ pub(crate) fn resolve<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut obj = module.clone().into_any();
     for part in function.split('.') {
-        obj = obj.getattr(part)?;
+        obj = obj.getattr(part).map_err(|err| {
+            if !err.is_instance_of::<PyAttributeError>(module.py()) {
+                return err;
+            }
+            // mod_python's words, which logs and its test suite look for.
+            let name = module
+                .getattr("__file__")
+                .and_then(|f| f.extract::<String>())
+                .or_else(|_| module.name().map(|n| n.to_string()))
+                .unwrap_or_default();
+            PyAttributeError::new_err(format!("module '{name}' contains no '{function}'"))
+        })?;
     }
     Ok(obj)
 }
@@ -433,6 +465,10 @@ pub fn run_phase(
         let autoreload = config.autoreload();
         if let Some(name) = config.interpreter.as_deref() {
             interpreter_notice(name);
+        } else if config.interp_per_directory == Some(true) {
+            interpreter_notice("per directory (PythonInterpPerDirectory On)");
+        } else if config.interp_per_directive == Some(true) {
+            interpreter_notice("per directive (PythonInterpPerDirective On)");
         }
         let python_path = config.python_path.clone();
         // Only `| .ext` restrictions need the file name.
@@ -502,7 +538,7 @@ fn run_entries(
     let mut rc = DECLINED;
     let mut step = |e: &HandlerEntry| -> bool {
         if let Ok(r) = req.get() {
-            r.set_current_directory(e.directory.as_deref());
+            r.set_current_handler(e);
         }
         match call_one(py, &pyreq, e, autoreload, phase.default_function()) {
             Outcome::Status(s) => rc = s,

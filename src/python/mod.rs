@@ -173,12 +173,13 @@ fn python_imports(py: Python<'_>, main: Server) {
                 Some((m, f)) => (m, Some(f)),
                 None => (spec.as_str(), None),
             };
-            let imported = dispatch::import_handler_module(py, module, None, false).and_then(|m| {
-                match function {
-                    Some(f) => m.getattr(f)?.call0().map(drop),
-                    None => Ok(()),
-                }
-            });
+            let imported =
+                dispatch::import_handler_module(py, module, None, false).and_then(
+                    |m| match function {
+                        Some(f) => m.getattr(f)?.call0().map(drop),
+                        None => Ok(()),
+                    },
+                );
             if let Err(err) = imported {
                 s.log_error(
                     log::APLOG_ERR,

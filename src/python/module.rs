@@ -32,6 +32,14 @@ fn log_error(level: i32, message: &str) {
     super::dispatch::log_in_context(level, message);
 }
 
+/// The request this thread is serving, if any (mod_python.apache.interpreter needs it).
+#[pyfunction]
+fn current_request(py: Python<'_>) -> PyResult<Option<Py<Request>>> {
+    super::dispatch::current_request()
+        .map(|r| Request::of(py, &r))
+        .transpose()
+}
+
 /// The main server_rec of this child.
 #[pyfunction]
 fn main_server() -> Option<Server> {
@@ -64,6 +72,7 @@ pub fn _modpy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Table>()?;
     m.add_class::<Connection>()?;
     m.add_class::<Server>()?;
+    m.add_class::<super::request::HandlerList>()?;
     m.add("SERVER_RETURN", m.py().get_type::<SERVER_RETURN>())?;
     for (name, value) in CONSTANTS {
         m.add(*name, *value)?;
@@ -71,6 +80,7 @@ pub fn _modpy(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("version", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(log_error, m)?)?;
     m.add_function(wrap_pyfunction!(main_server, m)?)?;
+    m.add_function(wrap_pyfunction!(current_request, m)?)?;
     m.add_function(wrap_pyfunction!(mpm_query, m)?)?;
     m.add_function(wrap_pyfunction!(server_root, m)?)?;
     m.add_function(wrap_pyfunction!(exists_config_define, m)?)?;

@@ -6,11 +6,11 @@ use super::connection::Connection;
 use super::convert::{arg_bytes, gone, py_opt_str, py_str, req_err};
 use super::server::Server;
 use super::table::Table;
-use crate::apache::request::{StrField, TableField};
+use crate::apache::request::{StrField, StrList, TableField};
 use crate::apache::{self, log};
 use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::sync::Mutex;
 
 #[pyclass(module = "modpy.apache", name = "Request", frozen, dict, weakref)]
@@ -61,6 +61,11 @@ impl Request {
 
     fn table(&self, f: TableField) -> PyResult<Table> {
         Ok(Table::new(self.inner.get().map_err(gone)?.table(f)))
+    }
+
+    fn str_tuple<'py>(&self, py: Python<'py>, which: StrList) -> PyResult<Bound<'py, PyTuple>> {
+        let r = self.inner.get().map_err(gone)?;
+        PyTuple::new(py, r.str_list(which).into_iter().map(|b| py_str(py, b)))
     }
 
     fn int_of(&self, f: impl Fn(&crate::sys::request_rec) -> i64) -> PyResult<i64> {
@@ -424,6 +429,80 @@ impl Request {
             .set_int_field("used_path_info", v);
         Ok(())
     }
+    #[getter]
+    fn expecting_100(&self) -> PyResult<i64> {
+        self.int_of(|r| r.expecting_100 as i64)
+    }
+    #[getter]
+    fn allowed_xmethods<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.str_tuple(py, StrList::AllowedXmethods)
+    }
+    #[getter]
+    fn allowed_methods<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.str_tuple(py, StrList::AllowedMethods)
+    }
+    #[getter]
+    fn content_languages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.str_tuple(py, StrList::ContentLanguages)
+    }
+    /// mod_python's flag: has a content type been set for the response?
+    #[getter]
+    fn _content_type_set(&self) -> PyResult<bool> {
+        let r = self.inner.get().map_err(gone)?;
+        Ok(r.str_field(StrField::ContentType).is_some())
+    }
+    /// (useragent_ip, port): the client as mod_remoteip and the like see it.
+    #[getter]
+    fn useragent_addr<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Option<Bound<'py, PyString>>, u16)> {
+        let r = self.inner.get().map_err(gone)?;
+        let (ip, port) = r.useragent_addr();
+        Ok((py_opt_str(py, ip), port))
+    }
+    /// r->finfo as mod_python's tuple: (mode, ino, dev, nlink, uid, gid, size, atime, mtime,
+    /// ctime, fname, name, filetype); a field APR did not fill is None, times in seconds.
+    #[getter]
+    fn finfo<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        use crate::sys;
+        let r = self.inner.get().map_err(gone)?;
+        let f = r.finfo();
+        let has = |bits: u32| f.valid & bits as i32 == bits as i32;
+        let int = |bits: u32, v: i64| -> PyResult<Bound<'py, PyAny>> {
+            Ok(has(bits).then_some(v).into_pyobject(py)?.into_any())
+        };
+        let time = |bits: u32, v: i64| -> PyResult<Bound<'py, PyAny>> {
+            Ok(has(bits).then(|| seconds(v)).into_pyobject(py)?.into_any())
+        };
+        let name = if f.name.is_null() {
+            None
+        } else {
+            // SAFETY: a string of the request pool (alive while `r` is).
+            unsafe { std::ffi::CStr::from_ptr(f.name) }.to_str().ok()
+        };
+        PyTuple::new(
+            py,
+            [
+                int(sys::APR_FINFO_PROT, f.protection as i64)?,
+                int(sys::APR_FINFO_INODE, f.inode as i64)?,
+                int(sys::APR_FINFO_DEV, f.device as i64)?,
+                int(sys::APR_FINFO_NLINK, f.nlink as i64)?,
+                int(sys::APR_FINFO_USER, f.user as i64)?,
+                int(sys::APR_FINFO_GROUP, f.group as i64)?,
+                int(sys::APR_FINFO_SIZE, f.size)?,
+                time(sys::APR_FINFO_ATIME, f.atime)?,
+                time(sys::APR_FINFO_MTIME, f.mtime)?,
+                time(sys::APR_FINFO_CTIME, f.ctime)?,
+                py_opt_str(py, r.finfo_fname())
+                    .into_pyobject(py)?
+                    .into_any(),
+                name.into_pyobject(py)?.into_any(),
+                int(sys::APR_FINFO_TYPE, f.filetype as i64)?,
+            ],
+        )
+    }
+
     /// (scheme, hostinfo, user, password, hostname, port, path, query, fragment)
     #[getter]
     fn parsed_uri<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
@@ -866,7 +945,57 @@ impl Request {
     fn phase<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyString>>> {
         let r = self.inner.get().map_err(gone)?;
         Ok(r.current_phase()
-            .map(|(p, _)| pyo3::types::PyString::new(py, p.directive())))
+            .map(|p| pyo3::types::PyString::new(py, p.directive())))
+    }
+
+    /// The handler being called now (mod_python's req.hlist; None outside a Python*Handler).
+    #[getter]
+    fn hlist(&self) -> PyResult<Option<HandlerList>> {
+        let r = self.inner.get().map_err(gone)?;
+        let is_location = r.per_dir_config().location_handler == Some(true);
+        Ok(r.current_handler().map(|(_, e)| HandlerList {
+            handler: e.handler,
+            directory: e.directory,
+            silent: e.silent,
+            is_location,
+        }))
+    }
+
+    /// The name mod_python 3.5 gives this request's interpreter (PythonInterpreter,
+    /// PythonInterpPerDirectory, PythonInterpPerDirective, else the server's name). mod_py
+    /// runs every handler in one interpreter; the name lets code that looks at it go on.
+    #[getter]
+    fn interpreter(&self) -> PyResult<String> {
+        let r = self.inner.get().map_err(gone)?;
+        let c = r.per_dir_config();
+        let parent_dir = |f: &str| f.rfind('/').map(|i| f[..=i].to_string());
+        let name = if let Some(i) = &c.interpreter {
+            Some(i.clone())
+        } else if c.interp_per_directory == Some(true) {
+            r.str_field(StrField::Filename)
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .and_then(|f| {
+                    if std::path::Path::new(&f).is_dir() && !f.ends_with('/') {
+                        Some(format!("{f}/"))
+                    } else {
+                        parent_dir(&f)
+                    }
+                })
+        } else if c.interp_per_directive == Some(true) {
+            r.current_handler()
+                .and_then(|(_, e)| e.directory)
+                .filter(|d| !d.is_empty())
+        } else {
+            let server = r.server();
+            let host = server.str_field(crate::apache::server::ServerStr::ServerHostname);
+            host.map(|h| String::from_utf8_lossy(h).into_owned())
+        };
+        Ok(name.unwrap_or_else(|| "main_interpreter".into()))
+    }
+
+    /// ap_document_root(): the DocumentRoot of the request's (virtual) server.
+    fn document_root<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyString>> {
+        Ok(py_str(py, self.inner.get().map_err(gone)?.document_root()))
     }
 
     /// mod_python's add_handler(htype, handler, dir=None): runs `handler` in phase `htype`
@@ -961,5 +1090,27 @@ impl Request {
             Some(r) => Ok(Some(Request::of(py, &r)?)),
             None => Ok(None),
         }
+    }
+}
+
+/// mod_python's hlist object: the handler being called, where it was configured.
+#[pyclass(module = "modpy.apache", name = "HandlerList", frozen, get_all)]
+pub struct HandlerList {
+    handler: String,
+    /// The <Directory> of the directive (with a trailing slash), or the one given to
+    /// add_handler; None for a <Location> or the server level.
+    directory: Option<String>,
+    /// PythonHandlerModule: a module without the phase's function is skipped silently.
+    silent: bool,
+    is_location: bool,
+}
+
+#[pymethods]
+impl HandlerList {
+    fn __repr__(&self) -> String {
+        format!(
+            "<HandlerList {:?} directory={:?}>",
+            self.handler, self.directory
+        )
     }
 }

@@ -47,6 +47,20 @@ impl Server {
     fn server_scheme<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
         self.s(py, ServerStr::ServerScheme)
     }
+    /// The ServerAlias names of this virtual host, as a tuple (mod_python's server.names).
+    #[getter]
+    fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        pyo3::types::PyTuple::new(py, self.inner.names(false))
+    }
+    /// The ServerAlias names with wildcards.
+    #[getter]
+    fn wild_names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        pyo3::types::PyTuple::new(py, self.inner.names(true))
+    }
+    #[getter]
+    fn pathlen(&self) -> PyResult<i64> {
+        Ok(self.inner.get().map_err(gone)?.pathlen as i64)
+    }
     #[getter]
     fn defn_line_number(&self) -> PyResult<i64> {
         Ok(self.inner.get().map_err(gone)?.defn_line_number as i64)
@@ -97,11 +111,31 @@ impl Server {
         self.inner.next().map(Server::new)
     }
 
-    /// mod_py's server-level settings (PythonImport lines).
+    /// The directives set at this server's level (outside any section), by name, as
+    /// req.get_config() gives them for a request; PythonImport lines too.
     fn get_config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
+        let d = super::module::config_dict(py, self.inner.dir_config())?;
         let imports: Vec<(String, String)> = self.inner.config().imports.clone();
         d.set_item("PythonImport", imports)?;
+        Ok(d)
+    }
+
+    /// The PythonOption values set at this server's level. As in mod_python, the same
+    /// object each time in this process: what a handler or PythonImport stores in it stays.
+    fn get_options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        static OPTIONS: pyo3::sync::PyOnceLock<Py<PyDict>> = pyo3::sync::PyOnceLock::new();
+        let all = OPTIONS
+            .get_or_init(py, || PyDict::new(py).unbind())
+            .bind(py);
+        let key = self.inner.get().map_err(gone)? as *const _ as usize;
+        if let Some(d) = all.get_item(key)? {
+            return Ok(d.cast_into()?);
+        }
+        let d = PyDict::new(py);
+        for (k, v) in self.inner.dir_config().effective_options() {
+            d.set_item(k, v)?;
+        }
+        all.set_item(key, &d)?;
         Ok(d)
     }
 

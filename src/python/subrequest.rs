@@ -27,8 +27,9 @@ pub fn add_handler(
     let r = req.get().map_err(gone)?;
     // No directory given: the one of the handler running now (mod_python).
     let directory = match dir {
-        Some(d) => Some(d.to_string()),
-        None => r.current_phase().and_then(|(_, d)| d),
+        Some(d) if d.ends_with('/') => Some(d.to_string()),
+        Some(d) => Some(format!("{d}/")),
+        None => r.current_handler().and_then(|(_, e)| e.directory),
     };
     r.add_handler(
         phase,

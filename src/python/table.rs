@@ -60,8 +60,15 @@ impl Table {
         Ok(self.keys(py)?.as_any().try_iter()?.into_any())
     }
 
+    /// As a dict prints (mod_python's tables print so): `{'Host': 'example.org'}`; a key
+    /// with several values appears once per value.
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("Table({})", self.items(py)?.repr()?))
+        let mut parts = Vec::new();
+        for item in self.items(py)?.iter() {
+            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            parts.push(format!("{}: {}", k.repr()?, v.repr()?));
+        }
+        Ok(format!("{{{}}}", parts.join(", ")))
     }
 
     #[pyo3(signature = (key, default=None))]
