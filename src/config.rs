@@ -51,6 +51,8 @@ pub struct DirConfig {
     /// PythonHandler was set inside <Location>: there is no file behind the URL, so the
     /// translate phase skips the file-system walk (mod_python's d_is_location).
     pub location_handler: Option<bool>,
+    /// That <Location>'s path (mod_python's hlist.directory there).
+    pub location: Option<String>,
     /// mod_wsgi's per-directory directives.
     pub wsgi: crate::wsgi::config::WsgiDirConfig,
     // ---- request phases other than the content phase (src/phase.rs) ----
@@ -81,6 +83,7 @@ impl DirConfig {
             interp_per_directory: add.interp_per_directory.or(base.interp_per_directory),
             interp_per_directive: add.interp_per_directive.or(base.interp_per_directive),
             location_handler: add.location_handler.or(base.location_handler),
+            location: add.location.clone().or_else(|| base.location.clone()),
             wsgi: crate::wsgi::config::WsgiDirConfig::merge(&base.wsgi, &add.wsgi),
             phases: crate::phase::PhaseLists::merge(&base.phases, &add.phases),
         }

@@ -94,6 +94,8 @@ pub(super) struct Cmd {
     pub(super) directory: Option<String>,
     /// Inside a <Location> / <LocationMatch> section.
     pub(super) in_location: bool,
+    /// Then, its path (cmd->path).
+    pub(super) location: Option<String>,
 }
 
 pub(super) unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
@@ -142,11 +144,15 @@ pub(super) unsafe fn cmd_info(cmd: *mut sys::cmd_parms) -> Cmd {
             }
             d
         });
+        let location = cstr(c.path)
+            .filter(|_| in_location)
+            .map(|p| String::from_utf8_lossy(p).into_owned());
         Cmd {
             id,
             name: String::from_utf8_lossy(name).into_owned(),
             directory,
             in_location,
+            location,
         }
     }
 }
@@ -208,6 +214,7 @@ pub unsafe extern "C" fn modpy_cmd_raw_args(
                 list.append(&mut entries);
                 dc.handlers = Some(Arc::new(list));
                 dc.location_handler = Some(info.in_location);
+                dc.location = info.location.clone();
             })
         }
         sys::modpy_cmd_id_MODPY_CMD_PATH => {

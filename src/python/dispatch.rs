@@ -147,9 +147,14 @@ pub fn import_handler_module<'py>(
     }
     if let Some(dir) = directory {
         // Sibling modules of the handler import as they would under mod_python.
+        // Without the trailing slash of a <Directory>: one entry, however it is spelled.
         let path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
-        if !path.contains(dir)? {
-            path.insert(0, dir)?;
+        let bare = match dir.trim_end_matches('/') {
+            "" => "/",
+            d => d,
+        };
+        if !path.contains(bare)? && !path.contains(format!("{bare}/"))? {
+            path.insert(0, bare)?;
         }
     }
     let module = importer(py)?
@@ -550,7 +555,16 @@ fn run_entries(
         }
         phase.continues(rc, OK, DECLINED)
     };
-    for e in entries.iter().filter(|e| e.applies_to(filename.as_deref())) {
+    // As in mod_python, handlers restricted to the file's extension (`| .py`) replace the
+    // unrestricted ones when any of them applies.
+    let f = filename.as_deref();
+    let by_extension = entries
+        .iter()
+        .any(|e| !e.extensions.is_empty() && e.applies_to(f));
+    for e in entries
+        .iter()
+        .filter(|e| e.applies_to(f) && (!by_extension || !e.extensions.is_empty()))
+    {
         if !step(e) {
             return rc;
         }

@@ -952,10 +952,13 @@ impl Request {
     #[getter]
     fn hlist(&self) -> PyResult<Option<HandlerList>> {
         let r = self.inner.get().map_err(gone)?;
-        let is_location = r.per_dir_config().location_handler == Some(true);
+        let c = r.per_dir_config();
+        let is_location = c.location_handler == Some(true);
         Ok(r.current_handler().map(|(_, e)| HandlerList {
             handler: e.handler,
-            directory: e.directory,
+            directory: e
+                .directory
+                .or_else(|| c.location.clone().filter(|_| is_location)),
             silent: e.silent,
             is_location,
         }))
@@ -1097,8 +1100,8 @@ impl Request {
 #[pyclass(module = "modpy.apache", name = "HandlerList", frozen, get_all)]
 pub struct HandlerList {
     handler: String,
-    /// The <Directory> of the directive (with a trailing slash), or the one given to
-    /// add_handler; None for a <Location> or the server level.
+    /// The <Directory> of the directive (with a trailing slash), the one given to
+    /// add_handler, or the path of its <Location>; None at the server level.
     directory: Option<String>,
     /// PythonHandlerModule: a module without the phase's function is skipped silently.
     silent: bool,
