@@ -316,3 +316,48 @@ const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name)
 #include "http_core.h"
 const char *modpy_server_root(void) { return ap_server_root; }
 int modpy_exists_config_define(const char *name) { return ap_exists_config_define(name); }
+
+/* ---- mod_python's SSI element: <!--#python exec="..."--> / <!--#python eval="..."--> ---- */
+#include "mod_include.h"
+
+static APR_OPTIONAL_FN_TYPE(ap_ssi_get_tag_and_value) *ssi_get_tag_and_value;
+
+/* mod_include calls this for each `python` element (its attributes are read here: the
+ * include_ctx_t macros and optional functions are C only). */
+static apr_status_t modpy_ssi_python(include_ctx_t *ctx, ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    char *tag = NULL, *val = NULL;
+    if (!(ctx->flags & SSI_FLAG_PRINTING))
+        return APR_SUCCESS;
+    if (!ctx->argc) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, f->r,
+                      "mod_py: the python element in %s needs exec=\"...\" or eval=\"...\"",
+                      f->r->filename);
+        SSI_CREATE_ERROR_BUCKET(ctx, f, bb);
+        return APR_SUCCESS;
+    }
+    for (;;) {
+        ssi_get_tag_and_value(ctx, &tag, &val, SSI_VALUE_DECODED);
+        if (!tag || !val)
+            break;
+        if (strcmp(tag, "exec") == 0 || strcmp(tag, "eval") == 0) {
+            if (modpy_ssi_run(f, bb, tag[1] == 'v', val) != 0)
+                SSI_CREATE_ERROR_BUCKET(ctx, f, bb);
+        } else {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, f->r,
+                          "mod_py: unknown attribute \"%s\" of the python element in %s "
+                          "(expected exec or eval)", tag, f->r->filename);
+            SSI_CREATE_ERROR_BUCKET(ctx, f, bb);
+        }
+    }
+    return APR_SUCCESS;
+}
+
+void modpy_ssi_register(void)
+{
+    APR_OPTIONAL_FN_TYPE(ap_register_include_handler) *reg =
+        APR_RETRIEVE_OPTIONAL_FN(ap_register_include_handler);
+    ssi_get_tag_and_value = APR_RETRIEVE_OPTIONAL_FN(ap_ssi_get_tag_and_value);
+    if (reg && ssi_get_tag_and_value)
+        reg("python", modpy_ssi_python);
+}

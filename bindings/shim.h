@@ -170,4 +170,10 @@ int modpy_exists_config_define(const char *name);
 /* DefaultRuntimeDir-relative path. */
 const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name);
 
+/* mod_python's SSI element (`<!--#python exec|eval="..."-->`): registered with mod_include
+ * when it is loaded (call at post_config). modpy_ssi_run is Rust (src/apache/ssi.rs): it runs
+ * the code and appends its output to bb; non-zero on failure. */
+void modpy_ssi_register(void);
+int modpy_ssi_run(struct ap_filter_t *f, apr_bucket_brigade *bb, int eval, const char *code);
+
 #endif

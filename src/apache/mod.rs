@@ -17,6 +17,7 @@ pub mod config_phases;
 pub mod phase_state;
 pub mod process;
 pub mod provider;
+pub mod ssi;
 pub mod subrequest;
 
 // ---- issue 4: filters, brigades, buckets, connection I/O ----

@@ -8,6 +8,7 @@ mod embed;
 mod module;
 mod request;
 mod server;
+mod ssi;
 mod table;
 mod wsgi;
 // ---- request phases, auth providers (issue 4) ----
@@ -55,6 +56,7 @@ pub fn register_hooks() {
     hooks::hook_handler::<ContentHandler>(Order::Middle);
     hooks::hook_translate_name::<LocationHandler>(Order::Middle);
     phases::register_hooks();
+    ssi::register_hooks();
 }
 
 /// The handler names `SetHandler` / `AddHandler` may use for mod_py.
