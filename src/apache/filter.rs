@@ -589,6 +589,25 @@ unsafe fn instance<'a>(
                 )
             })?
             .clone();
+        make_instance(f, spec, input, server)
+    }
+}
+
+/// The filter's state, made when `f` first runs (or when a request adds a filter it
+/// registered), kept in f->ctx for the filter's life.
+///
+/// # Safety
+/// `f` is a live filter of ours whose ctx is NULL; `server` is its request's or connection's.
+unsafe fn make_instance<'a>(
+    f: *mut sys::ap_filter_t,
+    spec: FilterSpec,
+    input: bool,
+    server: *mut sys::server_rec,
+) -> Result<&'a Instance, String> {
+    // SAFETY: per the contract.
+    unsafe {
+        let r = (*f).r;
+        let c = (*f).c;
         let pool = if r.is_null() { (*c).pool } else { (*r).pool };
         let conn = Connection::from_raw(c);
         let conn_live = conn.get().map_err(|e| e.to_string())?.liveness();
@@ -2259,6 +2278,71 @@ unsafe extern "C" fn process_connection(c: *mut sys::conn_rec) -> c_int {
             );
             sys::OK as c_int
         }
+    }
+}
+
+/// The filter records of filters a request registers itself (req.register_output_filter):
+/// one per direction, registered at start-up; each use gets its spec in f->ctx.
+static REQUEST_FRECS: OnceLock<(usize, usize)> = OnceLock::new();
+
+/// Registers the two records (from register_hooks, in the parent).
+pub fn register_request_filters() {
+    // SAFETY: registration during register_hooks; the names are static strings and the
+    // functions 'static (their index is past the configured ones: ctx always says the spec).
+    let (out, inp) = unsafe {
+        (
+            sys::ap_register_output_filter_protocol(
+                c"MOD_PY_REQUEST_OUTPUT".as_ptr(),
+                Some(out_tramp::<MAX_FILTERS>),
+                None,
+                sys::ap_filter_type_AP_FTYPE_RESOURCE,
+                sys::AP_FILTER_PROTO_CHANGE | sys::AP_FILTER_PROTO_CHANGE_LENGTH,
+            ),
+            sys::ap_register_input_filter(
+                c"MOD_PY_REQUEST_INPUT".as_ptr(),
+                Some(in_tramp::<MAX_FILTERS>),
+                None,
+                sys::ap_filter_type_AP_FTYPE_RESOURCE,
+            ),
+        )
+    };
+    let _ = REQUEST_FRECS.set((out as usize, inp as usize));
+}
+
+/// Adds to `r` a Python filter it registered (mod_python's req.register_output_filter then
+/// req.add_output_filter).
+pub fn add_request_filter(
+    r: &super::request::RequestRef<'_>,
+    spec: FilterSpec,
+) -> Result<(), String> {
+    let (out, inp) = *REQUEST_FRECS
+        .get()
+        .ok_or("request filters are not registered")?;
+    let input = spec.input;
+    let req = r.raw();
+    // SAFETY: r is live; the records were registered at start-up; Apache allocates the filter
+    // in the request pool, and make_instance fills its ctx before it can run.
+    unsafe {
+        let c = (*req).connection;
+        let f = if input {
+            sys::ap_add_input_filter_handle(
+                inp as *mut sys::ap_filter_rec_t,
+                std::ptr::null_mut(),
+                req,
+                c,
+            )
+        } else {
+            sys::ap_add_output_filter_handle(
+                out as *mut sys::ap_filter_rec_t,
+                std::ptr::null_mut(),
+                req,
+                c,
+            )
+        };
+        if f.is_null() {
+            return Err(format!("Apache did not add filter '{}'", spec.name));
+        }
+        make_instance(f, spec, input, (*req).server).map(drop)
     }
 }
 

@@ -17,6 +17,8 @@ pub struct PhaseState {
     /// The phase running now and the handler being called in it.
     current: Option<(Phase, Option<HandlerEntry>)>,
     cleanup_scheduled: bool,
+    /// Python filters registered for this request only (req.register_output_filter).
+    filters: Vec<crate::config::filters::FilterSpec>,
     /// This request is a subrequest made by mod_py's lookup functions: only those may be run
     /// and destroyed from Python.
     pub(super) sub_owned: bool,
@@ -90,6 +92,28 @@ impl<'a> RequestRef<'a> {
     pub fn current_handler(&self) -> Option<(Phase, HandlerEntry)> {
         let (p, e) = self.state().phase.current.as_ref()?;
         Some((*p, e.clone()?))
+    }
+
+    /// Registers a Python filter for this request (a later one of the same name and
+    /// direction replaces it).
+    pub fn register_filter(&self, spec: crate::config::filters::FilterSpec) {
+        let filters = &mut self.state().phase.filters;
+        filters.retain(|f| !(f.input == spec.input && f.key() == spec.key()));
+        filters.push(spec);
+    }
+
+    /// The filter of that name registered for this request, if any.
+    pub fn registered_filter(
+        &self,
+        name: &[u8],
+        input: bool,
+    ) -> Option<crate::config::filters::FilterSpec> {
+        let key = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let st = &self.state().phase;
+        st.filters
+            .iter()
+            .find(|f| f.input == input && f.key() == key)
+            .cloned()
     }
 
     /// True the first time it is called for this request: the caller schedules the cleanup

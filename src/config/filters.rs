@@ -44,6 +44,8 @@ pub struct FilterSpec {
     pub name: String,
     pub input: bool,
     pub ftype: FilterType,
+    /// Where the module is looked up first (req.register_*_filter's `dir`); None: sys.path.
+    pub directory: Option<String>,
 }
 
 impl FilterSpec {
@@ -87,6 +89,7 @@ pub fn parse_filter_args(
         name: name.to_string(),
         input,
         ftype,
+        directory: None,
     })
 }
 

@@ -362,7 +362,7 @@ fn objects(
         dispatch::apply_python_path(py, expr)?;
     }
     let (module, function) = spec.module_and_function();
-    let m = dispatch::import_handler_module(py, module, None, autoreload)?;
+    let m = dispatch::import_handler_module(py, module, spec.directory.as_deref(), autoreload)?;
     let func = dispatch::resolve(&m, function)?.unbind();
     let obj = Py::new(
         py,
@@ -564,6 +564,7 @@ pub fn register_hooks() {
         connection: run_connection,
     });
     afilter::hook_connection();
+    afilter::register_request_filters();
 }
 
 /// The classes and constants of this part of modpy.apache.

@@ -1013,6 +1013,30 @@ impl Request {
         super::subrequest::add_filter(&self.inner, &arg_bytes(name)?, true)
     }
 
+    /// mod_python's register_output_filter(filter_name, filter, dir=None): `filter`
+    /// (module[::function]) becomes an output filter of this request named `filter_name`,
+    /// for add_output_filter(filter_name).
+    #[pyo3(signature = (filter_name, filter, dir=None))]
+    fn register_output_filter(
+        &self,
+        filter_name: &str,
+        filter: &str,
+        dir: Option<&str>,
+    ) -> PyResult<()> {
+        super::subrequest::register_filter(&self.inner, filter_name, filter, dir, false)
+    }
+
+    /// The input-filter twin of register_output_filter.
+    #[pyo3(signature = (filter_name, filter, dir=None))]
+    fn register_input_filter(
+        &self,
+        filter_name: &str,
+        filter: &str,
+        dir: Option<&str>,
+    ) -> PyResult<()> {
+        super::subrequest::register_filter(&self.inner, filter_name, filter, dir, true)
+    }
+
     /// ap_add_input_filter(name): adds a registered input filter (C or Python) by name.
     fn add_input_filter(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
         super::subrequest::add_filter(&self.inner, &arg_bytes(name)?, false)

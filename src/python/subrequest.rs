@@ -48,6 +48,10 @@ pub fn add_handler(
 
 pub fn add_filter(req: &apache::Request, name: &[u8], output: bool) -> PyResult<()> {
     let r = req.get().map_err(gone)?;
+    // A filter this request registered comes first (mod_python looks there first too).
+    if let Some(spec) = r.registered_filter(name, !output) {
+        return apache::filter::add_request_filter(&r, spec).map_err(PyRuntimeError::new_err);
+    }
     let added = if output {
         r.add_output_filter(name)
     } else {
@@ -62,6 +66,22 @@ pub fn add_filter(req: &apache::Request, name: &[u8], output: bool) -> PyResult<
             String::from_utf8_lossy(name)
         )))
     }
+}
+
+/// mod_python's req.register_output_filter / register_input_filter(name, handler, dir=None):
+/// a Python filter for this request only, added with add_output_filter(name).
+pub fn register_filter(
+    req: &apache::Request,
+    name: &str,
+    handler: &str,
+    dir: Option<&str>,
+    input: bool,
+) -> PyResult<()> {
+    let mut spec = crate::config::filters::parse_filter_args(input, handler.trim(), name, None)
+        .map_err(PyValueError::new_err)?;
+    spec.directory = dir.map(str::to_string);
+    req.get().map_err(gone)?.register_filter(spec);
+    Ok(())
 }
 
 fn sub_err(e: SubError) -> PyErr {

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from harness import MPMS, Apache, wait_log
 
 APPS = Path(__file__).parent / "mp_apps"
@@ -133,6 +133,7 @@ def test_interpreter_names(server: Apache) -> None:
     # PythonInterpPerDirectory: the directory of req.filename
     assert get_json(server, "/perdir/top.txt")["interpreter"] == f"{root}/htdocs/perdir/"
     r = get_json(server, "/perdir/sub/page.txt")
+    assert r["filename"] == f"{root}/htdocs/perdir/sub/page.txt"
     assert r["interpreter"] == r["apache_interpreter"] == f"{root}/htdocs/perdir/sub/"
     # PythonInterpPerDirective: the <Directory> of the directive, whatever the subdirectory
     r = get_json(server, "/perdirective/sub/page.txt")
@@ -222,4 +223,5 @@ def test_mod_python_types_and_table(server: Apache) -> None:
 def test_missing_function_error(server: Apache) -> None:
     status, _, _ = server.get("/c/nofn")
     assert status == 500
-    wait_log(server, "module 'mp_compat' contains no 'nosuchfn'")
+    # as mod_python 3.5 words it: the module's file, then the missing name
+    wait_log(server, f"module '{server.root}/mp_apps/mp_compat.py' contains no 'nosuchfn'")
