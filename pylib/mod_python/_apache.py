@@ -20,10 +20,12 @@ _held: dict[int, int] = {}
 _thread_locks = [threading.Lock() for _ in range(_NLOCKS)]
 
 
-def _index(key: Optional[str], index: int) -> int:
+def _index(key: object, index: int) -> int:
     if index >= 0:
         return index % _NLOCKS
-    return zlib.crc32((key or "").encode()) % _NLOCKS
+    # Any key, as mod_python hashed any object; a stable hash (str() then CRC-32), because
+    # hash() of a str differs between Apache's children.
+    return zlib.crc32(("" if key is None else str(key)).encode()) % _NLOCKS
 
 
 def _fd(i: int) -> int:
@@ -31,7 +33,7 @@ def _fd(i: int) -> int:
     return os.open(os.path.join(_dir, f"lock{i}"), os.O_CREAT | os.O_RDWR, 0o600)
 
 
-def _global_lock(server: Any, key: Optional[str], index: int = -1) -> None:
+def _global_lock(server: Any, key: object, index: int = -1) -> None:
     i = _index(key, index)
     _thread_locks[i].acquire()
     fd = _fd(i)
@@ -39,7 +41,7 @@ def _global_lock(server: Any, key: Optional[str], index: int = -1) -> None:
     _held[i] = fd
 
 
-def _global_trylock(server: Any, key: Optional[str], index: int = -1) -> bool:
+def _global_trylock(server: Any, key: object, index: int = -1) -> bool:
     i = _index(key, index)
     if not _thread_locks[i].acquire(blocking=False):
         return False
@@ -54,7 +56,7 @@ def _global_trylock(server: Any, key: Optional[str], index: int = -1) -> bool:
     return True
 
 
-def _global_unlock(server: Any, key: Optional[str], index: int = -1) -> None:
+def _global_unlock(server: Any, key: object, index: int = -1) -> None:
     i = _index(key, index)
     fd = _held.pop(i, None)
     if fd is not None:
