@@ -10,7 +10,7 @@ import os
 import tempfile
 import threading
 import zlib
-from typing import Any, Optional
+from typing import Any
 
 from .util import parse_qs, parse_qsl  # noqa: F401  (3.5 exported them here too)
 
