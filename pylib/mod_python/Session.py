@@ -4,7 +4,7 @@
     sess = Session.FileSession(req, secret="...")      # or Session.Session(req)
     sess["user"] = "alice"; sess.save()
 
-FileSession keeps each session in a file (``PythonOption mod_python.file_session.database_directory``,
+DbmSession keeps them all in one dbm file. FileSession keeps each session in a file (``PythonOption mod_python.file_session.database_directory``,
 default ``<tempdir>/mp_sess``), locked with flock while a request holds it; MemorySession keeps
 them in the process (each Apache child has its own). A session id that is not 32 hex digits
 (path characters, a forged or unsigned cookie) is never used to find a file: the request gets a
@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Optional
 
-from . import Cookie, apache
+from . import Cookie, _apache, apache
 
 COOKIE_NAME = "pysid"
 DFT_TIMEOUT = 30 * 60
@@ -251,12 +251,95 @@ class MemorySession(BaseSession):
         _memory.pop(self._sid, None)
 
 
+class DbmSession(BaseSession):
+    """Sessions in one dbm file shared by Apache's children (``PythonOption
+    mod_python.dbm_session.database_filename``, default ``<tempdir>/mp_sess.dbm``). Every access
+    to the file holds an flock on ``<file>.lock``; a session being used is locked as in
+    FileSession. Expired sessions are removed now and then (about one request in 1000)."""
+
+    def __init__(self, req: Any, dbm: Optional[str] = None, sid: Optional[str] = None,
+                 secret: Optional[str] = None, dbmtype: Any = None, timeout: int = 0,
+                 lock: int = 1) -> None:
+        opts = req.get_options()
+        self._dbmfile = dbm or opts.get("mod_python.dbm_session.database_filename",
+                                        opts.get("mod_python.session.database_filename",
+                                                 opts.get("session_dbm", os.path.join(
+                                                     tempfile.gettempdir(), "mp_sess.dbm"))))
+        self._dbmtype = dbmtype
+        super().__init__(req, sid, secret, lock, timeout)
+        if secrets.randbelow(1000) == 0:
+            self.cleanup()
+
+    def _db(self, flag: str) -> Any:
+        import dbm
+        return (self._dbmtype or dbm).open(self._dbmfile, flag, 0o600)
+
+    def _locked_file(self) -> Any:
+        """A context manager: the flock that serialises every use of the dbm file."""
+        class _Held:
+            def __enter__(inner) -> None:
+                inner.fd = os.open(self._dbmfile + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+                fcntl.flock(inner.fd, fcntl.LOCK_EX)
+
+            def __exit__(inner, *exc: object) -> None:
+                os.close(inner.fd)  # releases the flock
+        return _Held()
+
+    # A session in use holds one of mod_python's global locks, chosen by its id (as 3.5 did):
+    # a fixed set of lock files, nothing left behind per session.
+    def lock(self) -> None:
+        if not self._locked:
+            _apache._global_lock(self._req.server, self._sid)
+        self._locked = True
+
+    def unlock(self) -> None:
+        if self._locked:
+            _apache._global_unlock(self._req.server, self._sid)
+        self._locked = False
+
+    def do_load(self) -> Optional[dict[str, Any]]:
+        with self._locked_file():
+            try:
+                with self._db("c") as db:
+                    raw = db.get(self._sid.encode())
+            except OSError:
+                return None
+        try:
+            return None if raw is None else pickle.loads(raw)
+        except (pickle.UnpicklingError, EOFError):
+            return None
+
+    def do_save(self, data: dict[str, Any]) -> None:
+        with self._locked_file(), self._db("c") as db:
+            db[self._sid.encode()] = pickle.dumps(data)
+
+    def do_delete(self) -> None:
+        with self._locked_file(), self._db("c") as db:
+            try:
+                del db[self._sid.encode()]
+            except KeyError:
+                pass
+
+    def cleanup(self) -> None:
+        now = time.time()
+        with self._locked_file(), self._db("c") as db:
+            for key in list(db.keys()):
+                try:
+                    data = pickle.loads(db[key])
+                    expired = data["_accessed"] + data["_timeout"] < now
+                except Exception:  # noqa: BLE001 - an unreadable record goes too
+                    expired = True
+                if expired:
+                    del db[key]
+
+
 def Session(req: Any, sid: Optional[str] = None, secret: Optional[str] = None, timeout: int = 0, lock: int = 1) -> BaseSession:
     """The session class chosen by ``PythonOption mod_python.session.session_type`` (FileSession
     by default: Apache's children are separate processes)."""
     opts = req.get_options()
     kind = opts.get("mod_python.session.session_type", opts.get("session", "FileSession"))
-    cls = {"FileSession": FileSession, "MemorySession": MemorySession}.get(kind)
+    cls = {"FileSession": FileSession, "MemorySession": MemorySession,
+           "DbmSession": DbmSession}.get(kind)
     if cls is None:
         raise ValueError(f"unknown mod_python.session.session_type {kind!r}")
-    return cls(req, sid, secret, timeout=timeout, lock=lock)
+    return cls(req, sid=sid, secret=secret, timeout=timeout, lock=lock)

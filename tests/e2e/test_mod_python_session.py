@@ -36,6 +36,11 @@ PythonOption mod_python.file_session.database_directory @ROOT@/sessions
 <Location /s/scoped/out>
     PythonHandler mp_session::logout
 </Location>
+<Location /s/dbm>
+    PythonHandler mp_session::dbm_counter
+    PythonOption mod_python.session.session_type DbmSession
+    PythonOption mod_python.dbm_session.database_filename @ROOT@/sessions/sessions.dbm
+</Location>
 """, mpm=request.param)
     shutil.copytree(APPS, a.root / "mp_apps")
     (a.root / "sessions").mkdir()
@@ -106,3 +111,17 @@ def test_cookie_path_and_domain_options(server: Apache) -> None:
     _, headers, _ = server.get("/s/scoped/out", headers={"Cookie": f"pysid={parts['pysid']}"})
     gone = headers.get_all("Set-Cookie")[-1]
     assert "; path=/s/scoped; domain=example.test; expires=Thu, 01-Jan-1970 00:00:00 GMT" in gone
+
+
+def test_dbm_session_shared_by_the_children(server: Apache) -> None:
+    status, headers, body = server.get("/s/dbm")
+    assert status == 200, (body, server.log_text()[-2000:])
+    first = json.loads(body)
+    assert (first["n"], first["type"]) == (1, "DbmSession")
+    cookie = cookie_of(headers)
+    pids = set()
+    for n in range(2, 12):  # whichever child serves it, the count goes on
+        r = json.loads(server.get("/s/dbm", headers={"Cookie": f"pysid={cookie}"})[2])
+        assert r["n"] == n
+        pids.add(r["pid"])
+    assert any(p.name.startswith("sessions.dbm") for p in (server.root / "sessions").iterdir())

@@ -39,3 +39,12 @@ def unsigned(req):
     req.write(("new" if sess.is_new() else "old").encode())
     sess.save()
     return apache.OK
+
+
+def dbm_counter(req):
+    # Session.Session picks DbmSession from PythonOption mod_python.session.session_type.
+    sess = Session.Session(req, secret=SECRET)
+    sess["n"] = sess.get("n", 0) + 1
+    sess.save()
+    req.write(json.dumps({"n": sess["n"], "type": type(sess).__name__, "pid": __import__("os").getpid()}).encode())
+    return apache.OK
