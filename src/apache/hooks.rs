@@ -130,6 +130,12 @@ impl HookRequest {
         // SAFETY: r is the live request of the running hook.
         unsafe { cstr((*self.r).uri) }
     }
+
+    /// r->filename (None until a translate_name hook set one).
+    pub fn filename(&self) -> Option<&[u8]> {
+        // SAFETY: r is the live request of the running hook.
+        unsafe { cstr((*self.r).filename) }
+    }
 }
 
 // ---- post_config ----
@@ -205,6 +211,7 @@ impl HookRequest {
 pub enum RequestPhaseHook {
     PostReadRequest,
     TranslateName,
+    MapToStorage,
     HeaderParser,
     AccessChecker,
     CheckUserId,
@@ -226,6 +233,7 @@ pub fn hook_request_phase<H: RequestHook>(which: RequestPhaseHook, order: Order)
                 sys::ap_hook_post_read_request(f, null(), null(), o)
             }
             RequestPhaseHook::TranslateName => sys::ap_hook_translate_name(f, null(), null(), o),
+            RequestPhaseHook::MapToStorage => sys::ap_hook_map_to_storage(f, null(), null(), o),
             RequestPhaseHook::HeaderParser => sys::ap_hook_header_parser(f, null(), null(), o),
             RequestPhaseHook::AccessChecker => sys::ap_hook_access_checker(f, null(), null(), o),
             RequestPhaseHook::CheckUserId => sys::ap_hook_check_user_id(f, null(), null(), o),

@@ -55,6 +55,10 @@ pub fn register_hooks() {
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
     hooks::hook_translate_name::<LocationHandler>(Order::Middle);
+    hooks::hook_request_phase::<LocationHandler>(
+        hooks::RequestPhaseHook::MapToStorage,
+        Order::Middle,
+    );
     phases::register_hooks();
     ssi::register_hooks();
 }
@@ -196,13 +200,19 @@ fn python_imports(py: Python<'_>, main: Server) {
 
 /// A PythonHandler set in a <Location> serves a URL with no file behind it: as mod_python
 /// does, translation ends here without a file name, so Apache does not walk the file system
-/// (one stat per path component) for every request.
+/// (one stat per path component) for every request; map_to_storage ends here too, or the
+/// core's directory walk logs "Module bug? Request filename is missing" for each request.
 struct LocationHandler;
 
 impl RequestHook for LocationHandler {
     fn run(hr: &HookRequest) -> i32 {
         let c = hr.dir_config();
-        if c.location_handler == Some(true) && c.handlers.as_ref().is_some_and(|h| !h.is_empty()) {
+        // A file name set by another translate hook (a PythonTransHandler, mod_rewrite) is
+        // walked as usual.
+        if c.location_handler == Some(true)
+            && c.handlers.as_ref().is_some_and(|h| !h.is_empty())
+            && hr.filename().is_none()
+        {
             dispatch::OK
         } else {
             dispatch::DECLINED
