@@ -211,7 +211,6 @@ impl HookRequest {
 pub enum RequestPhaseHook {
     PostReadRequest,
     TranslateName,
-    MapToStorage,
     HeaderParser,
     AccessChecker,
     CheckUserId,
@@ -233,7 +232,6 @@ pub fn hook_request_phase<H: RequestHook>(which: RequestPhaseHook, order: Order)
                 sys::ap_hook_post_read_request(f, null(), null(), o)
             }
             RequestPhaseHook::TranslateName => sys::ap_hook_translate_name(f, null(), null(), o),
-            RequestPhaseHook::MapToStorage => sys::ap_hook_map_to_storage(f, null(), null(), o),
             RequestPhaseHook::HeaderParser => sys::ap_hook_header_parser(f, null(), null(), o),
             RequestPhaseHook::AccessChecker => sys::ap_hook_access_checker(f, null(), null(), o),
             RequestPhaseHook::CheckUserId => sys::ap_hook_check_user_id(f, null(), null(), o),

@@ -55,10 +55,6 @@ pub fn register_hooks() {
     hooks::hook_child_init::<ChildInit>(Order::Middle);
     hooks::hook_handler::<ContentHandler>(Order::Middle);
     hooks::hook_translate_name::<LocationHandler>(Order::Middle);
-    hooks::hook_request_phase::<LocationHandler>(
-        hooks::RequestPhaseHook::MapToStorage,
-        Order::Middle,
-    );
     phases::register_hooks();
     ssi::register_hooks();
 }
@@ -200,8 +196,8 @@ fn python_imports(py: Python<'_>, main: Server) {
 
 /// A PythonHandler set in a <Location> serves a URL with no file behind it: as mod_python
 /// does, translation ends here without a file name, so Apache does not walk the file system
-/// (one stat per path component) for every request; map_to_storage ends here too, or the
-/// core's directory walk logs "Module bug? Request filename is missing" for each request.
+/// (one stat per path component) for every request. (The core's directory walk then logs
+/// "Module bug? Request filename is missing" at info level, as it does under mod_python.)
 struct LocationHandler;
 
 impl RequestHook for LocationHandler {
