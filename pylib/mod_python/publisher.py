@@ -18,9 +18,11 @@ from __future__ import annotations
 import base64
 import importlib.util
 import os
+import stat
 import sys
 import threading
 import types
+import weakref
 from typing import Any, Optional
 
 from . import apache, util
@@ -53,9 +55,8 @@ def _rules(obj: Any) -> tuple[bool, bool]:
     return (True, True)
 
 
-def _load(path: str) -> types.ModuleType:
-    """The module of `path`, executed again when its file changes."""
-    mtime = os.stat(path).st_mtime
+def _load(path: str, mtime: float) -> types.ModuleType:
+    """The module of `path` (modified at `mtime`), executed again when its file changes."""
     with _lock:
         cached = _modules.get(path)
         if cached and cached[0] == mtime:
@@ -95,9 +96,20 @@ def _nested_function(func: types.FunctionType, name: str) -> Any:
     return _FORBID
 
 
+# function -> its body's settings (read once per function: parsing its source is slow).
+_body_settings: "weakref.WeakKeyDictionary[types.FunctionType, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
 def _function_body_settings(func: types.FunctionType) -> dict[str, Any]:
     """__auth__, __access__ and __auth_realm__ assigned (literal values) or defined (nested
     functions) in a function's body, as 3.5 sites write them; anything else denies, never grants."""
+    found = _body_settings.get(func)
+    if found is None:
+        found = _body_settings[func] = _read_body_settings(func)
+    return found
+
+
+def _read_body_settings(func: types.FunctionType) -> dict[str, Any]:
     code = func.__code__
     wanted = {"__auth__", "__access__", "__auth_realm__"} & set(code.co_varnames)
     if not wanted:
@@ -188,13 +200,23 @@ def resolve_object(req: Any, obj: Any, object_str: str, realm: str = "unknown") 
     return obj
 
 
-def _target(req: Any) -> tuple[str, str]:
-    """(module file, dotted object path) of the request, by 3.5's rules: /dir/ is dir's
-    index.py, /mod and /mod.py are mod.py, and a name with no such file is an object of the
-    directory's index.py (/foobar calls index.foobar); one trailing slash is dropped."""
-    if req.filename is None:
+def _mtime(path: str) -> Optional[float]:
+    """The modification time of regular file `path`, None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
+
+def _target(req: Any) -> tuple[str, float, str]:
+    """(module file, its mtime, dotted object path) of the request, by 3.5's rules: /dir/ is
+    dir's index.py, /mod and /mod.py are mod.py, and a name with no such file is an object of
+    the directory's index.py (/foobar calls index.foobar); one trailing slash is dropped."""
+    filename = req.filename
+    if filename is None:
         raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
-    directory, name = os.path.split(req.filename)
+    directory, name = os.path.split(filename)
     name = name or "index"
     if name.endswith(".py"):
         name = name[:-3]
@@ -202,18 +224,21 @@ def _target(req: Any) -> tuple[str, str]:
     if func_path.endswith("/"):
         func_path = func_path[:-1]
     path = os.path.join(directory, name + ".py")
-    if not os.path.isfile(path):
+    mtime = _mtime(path)
+    if mtime is None:
         func_path = f"{name}/{func_path}" if func_path else name
         path = os.path.join(directory, "index.py")
-        if not os.path.isfile(path):
+        mtime = _mtime(path)
+        if mtime is None:
             raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
-    return os.path.normpath(path), (func_path or "index").replace("/", ".")
+    return os.path.normpath(path), mtime, (func_path or "index").replace("/", ".")
 
 
 def handler(req: Any) -> int:
-    path, func_path = _target(req)
-    req.filename = path
-    module = _load(path)
+    path, mtime, func_path = _target(req)
+    if req.filename != path:
+        req.filename = path
+    module = _load(path, mtime)
     ct_before = req.content_type
     req.form = util.FieldStorage(req, keep_blank_values=1)
     obj = resolve_object(req, module, func_path)
@@ -229,5 +254,7 @@ def handler(req: Any) -> int:
             head = text.lstrip()[:100].lower()
             req.content_type = ("text/html" if head.startswith(("<html", "<!doctype"))
                                 else "text/plain") + "; charset=utf-8"
-    req.write(data)
+    # Unflushed: the whole result goes out with the end of the response, in one pass down the
+    # filters and with a Content-Length (a flushed write makes Apache send it chunked).
+    req.write(data, 0)
     return apache.OK
