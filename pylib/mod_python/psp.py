@@ -96,8 +96,7 @@ def parse(text: str, base: Optional[str] = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _compile(path: str) -> types.CodeType:
-    mtime = os.stat(path).st_mtime
+def _compile(path: str, mtime: float) -> types.CodeType:
     with _lock:
         cached = _cache.get(path)
         if cached and cached[0] == mtime:
@@ -157,9 +156,10 @@ class PSP:
     def code(self) -> types.CodeType:
         if self.string is not None:
             return compile(parse(self.string), "<string>", "exec")
-        if not self.filename or not os.path.isfile(self.filename):
+        mtime = util.file_mtime(self.filename) if self.filename else None
+        if mtime is None:
             raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
-        return _compile(self.filename)
+        return _compile(self.filename, mtime)
 
     def display_code(self) -> str:
         if self.string is not None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import base64
 import importlib.util
 import os
-import stat
 import sys
 import threading
+import time
 import types
 import weakref
 from typing import Any, Optional
@@ -200,13 +200,8 @@ def resolve_object(req: Any, obj: Any, object_str: str, realm: str = "unknown") 
     return obj
 
 
-def _mtime(path: str) -> Optional[float]:
-    """The modification time of regular file `path`, None if there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+# (req.filename, req.path_info) -> (when, _target's answer), for a second as util.file_mtime.
+_targets: dict[tuple[str, Optional[str]], tuple[float, tuple[str, float, str]]] = {}
 
 
 def _target(req: Any) -> tuple[str, float, str]:
@@ -216,19 +211,32 @@ def _target(req: Any) -> tuple[str, float, str]:
     filename = req.filename
     if filename is None:
         raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
+    key = (filename, req.path_info)
+    now = time.monotonic()
+    known = _targets.get(key)
+    if known is not None and now - known[0] < 1.0:
+        return known[1]
+    found = _find_target(filename, key[1])
+    if len(_targets) > 10000:
+        _targets.clear()
+    _targets[key] = (now, found)
+    return found
+
+
+def _find_target(filename: str, path_info: Optional[str]) -> tuple[str, float, str]:
     directory, name = os.path.split(filename)
     name = name or "index"
     if name.endswith(".py"):
         name = name[:-3]
-    func_path = (req.path_info or "")[1:]
+    func_path = (path_info or "")[1:]
     if func_path.endswith("/"):
         func_path = func_path[:-1]
     path = os.path.join(directory, name + ".py")
-    mtime = _mtime(path)
+    mtime = util.file_mtime(path)
     if mtime is None:
         func_path = f"{name}/{func_path}" if func_path else name
         path = os.path.join(directory, "index.py")
-        mtime = _mtime(path)
+        mtime = util.file_mtime(path)
         if mtime is None:
             raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
     return os.path.normpath(path), mtime, (func_path or "index").replace("/", ".")

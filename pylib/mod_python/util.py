@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import inspect
 import io
+import os
 import re
+import stat
 import tempfile
+import time
 from typing import IO, Any, Callable, Iterator, Optional, Union
 from urllib.parse import parse_qsl as _std_parse_qsl
 
@@ -105,6 +108,31 @@ class StringField(str):
 
     def __repr__(self) -> str:
         return f"Field({self.name!r}, {str(self)!r})"
+
+
+# path -> (when looked at, its mtime or None): a file is looked at again after a second, as
+# mod_py checks handler modules for PythonAutoReload. A stat per request would release the GIL
+# each time, which costs a thread switch when other threads wait for it.
+_seen: dict[str, tuple[float, Optional[float]]] = {}
+
+
+def file_mtime(path: str) -> Optional[float]:
+    """The modification time of regular file `path`, None if there is none (mod_py: the
+    publisher and PSP look a file up at most once a second)."""
+    now = time.monotonic()
+    seen = _seen.get(path)
+    if seen is not None and now - seen[0] < 1.0:
+        return seen[1]
+    try:
+        st = os.stat(path)
+        mtime: Optional[float] = st.st_mtime if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        mtime = None
+    if len(_seen) > 10000:
+        _seen.clear()
+    _seen[path] = (now, mtime)
+    return mtime
+
 
 
 class FieldStorage:

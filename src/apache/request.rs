@@ -480,6 +480,12 @@ impl<'a> RequestRef<'a> {
         Ok(())
     }
 
+    /// Would write(data of `len` bytes, flush=false) pass output down the filters (I/O), or only
+    /// copy it into the pending brigade?
+    pub fn write_passes_down(&self, len: usize) -> bool {
+        self.state().pending + len >= 64 * 1024
+    }
+
     /// mod_python's req.write: with `flush`, `data` goes out now in a transient bucket (no
     /// copy; Apache's filters set aside what they keep), followed by FLUSH. Without, it is
     /// copied into the pending brigade, passed down once 64 KiB have gathered or on flush().

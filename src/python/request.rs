@@ -583,6 +583,16 @@ impl Request {
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flush: i32) -> PyResult<()> {
         let bytes = arg_bytes(data)?;
         let req = &self.inner;
+        if flush == 0 {
+            let r = req.get().map_err(gone)?;
+            if !r.write_passes_down(bytes.len()) {
+                // Only a copy into the pending brigade: no I/O, so the GIL is kept (releasing
+                // it costs a thread switch when other threads wait for it).
+                return r
+                    .write(&bytes, false)
+                    .map_err(|e| req_err(py, apache::request::Error::Io(e)));
+            }
+        }
         py.detach(|| {
             let r = req.get().map_err(apache::request::Error::Gone)?;
             r.write(&bytes, flush != 0)
