@@ -13,6 +13,7 @@ that request and re-arms the connection. An idle connection never holds a thread
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import select
@@ -73,6 +74,8 @@ class Settings:
         self.restart_interval = float(env.get("MODPY_DAEMON_RESTART_INTERVAL", "0"))
         self.graceful_timeout = float(env.get("MODPY_DAEMON_GRACEFUL_TIMEOUT", "15"))
         self.shutdown_timeout = float(env.get("MODPY_DAEMON_SHUTDOWN_TIMEOUT", "5"))
+        self.deadlock_timeout = float(env.get("MODPY_DAEMON_DEADLOCK_TIMEOUT", "300"))
+        self.queue_timeout = float(env.get("MODPY_DAEMON_QUEUE_TIMEOUT", "0"))
         self.apache_uid = int(env.get("MODPY_DAEMON_APACHE_UID", "-1"))
         self.loglevel = env.get("MODPY_DAEMON_LOGLEVEL", "warning")
         self.python_path = [p for p in env.get("MODPY_DAEMON_PYTHON_PATH", "").split(":") if p]
@@ -535,6 +538,7 @@ class Worker:
         assert self.listener is not None
         self.listener.setblocking(False)
         self.epoll.register(self.listener.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        self.arm_deadlock_timer()  # before the first request can hold the GIL
         for _ in range(self.s.threads):
             threading.Thread(target=self.thread_main, daemon=True).start()
         threading.Thread(target=self.watchdog, daemon=True).start()
@@ -647,10 +651,22 @@ class Worker:
             except OSError:
                 pass
 
+    def arm_deadlock_timer(self) -> None:
+        """deadlock-timeout: faulthandler's own thread needs no GIL. Re-armed every second by
+        the watchdog, it fires only when no Python thread has run for that long (the GIL is
+        held and never let go): it writes every thread's stack to the error log and exits,
+        and the monitor starts another process."""
+        if self.s.deadlock_timeout and _DEADLOCK_TIMER is not None:
+            _DEADLOCK_TIMER(self.s.deadlock_timeout, exit=True, file=sys.__stderr__)
+
     def watchdog(self) -> None:
+        armed = time.monotonic()
         while True:
             time.sleep(0.25)
             now = time.monotonic()
+            if now - armed >= 1.0:
+                self.arm_deadlock_timer()
+                armed = now
             with self.lock:
                 oldest = min(self.active.values(), default=None)
                 busy = bool(self.active)
@@ -730,6 +746,16 @@ class Worker:
         self.apps[key] = app
         return app
 
+    def queued_for(self, environ: dict[str, Any]) -> Optional[float]:
+        """How long the request waited before a worker thread took it, if over queue-timeout."""
+        if not self.s.queue_timeout:
+            return None
+        try:
+            waited = time.time() - int(environ.get("mod_wsgi.queue_start", "")) / 1e6
+        except ValueError:
+            return None
+        return waited if waited > self.s.queue_timeout else None
+
     def handle(self, conn: Connection, environ: dict[str, Any]) -> None:
         script = environ.get("SCRIPT_FILENAME", "")
         callable_name = environ.get("mod_wsgi.callable_object", "application")
@@ -754,8 +780,15 @@ class Worker:
         resp = Response(conn)
         who = f"WSGI application '{script}' ({callable_name})"
         result: Any = None
+        waited = self.queued_for(environ)
         try:
-            app = self.application(script, callable_name, reloading)
+            if waited is not None:
+                log.error("queue-timeout of %gs expired for '%s': the request waited %.1fs for a "
+                          "daemon process; answering 503", self.s.queue_timeout,
+                          environ.get("REQUEST_URI", environ.get("PATH_INFO", "")), waited)
+                app = _service_unavailable
+            else:
+                app = self.application(script, callable_name, reloading)
             result = app(environ, resp.start_response)
             if isinstance(result, FileWrapper) and send_file(resp, result):
                 pass
@@ -809,6 +842,16 @@ class Worker:
             raise EOFError from None
         inp.drain()
         conn.send(END)
+
+
+# faulthandler's watchdog timer (an implementation may lack it: deadlock-timeout is then off).
+_DEADLOCK_TIMER: Optional[Callable[..., None]] = getattr(faulthandler, "dump_traceback_later", None)
+
+
+def _service_unavailable(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """The answer to a request that waited longer than queue-timeout (mod_wsgi's 503)."""
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+    return [b"Service Unavailable: the request waited too long for a daemon process.\n"]
 
 
 def _close(result: Any) -> None:

@@ -374,6 +374,12 @@ fn environ(r: &RequestRef<'_>, g: &Group, t: &Target) -> Vec<u8> {
         "mod_wsgi.request_start",
         r.rec().request_time.to_string().as_bytes(),
     );
+    // When the request was handed to the daemon group (microseconds, as request_start): the
+    // worker refuses it with 503 once it has waited longer than queue-timeout.
+    let queued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    kv("mod_wsgi.queue_start", queued.to_string().as_bytes());
     if let Some(id) = r.str_field(StrField::LogId) {
         kv("mod_wsgi.request_id", id);
     }

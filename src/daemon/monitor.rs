@@ -78,6 +78,14 @@ fn worker_env(g: &Group, user: Option<&process::User>, pylib: &str) -> Vec<(Stri
             "MODPY_DAEMON_SHUTDOWN_TIMEOUT".into(),
             c.shutdown_timeout.as_secs().to_string(),
         ),
+        (
+            "MODPY_DAEMON_DEADLOCK_TIMEOUT".into(),
+            c.deadlock_timeout.as_secs().to_string(),
+        ),
+        (
+            "MODPY_DAEMON_QUEUE_TIMEOUT".into(),
+            c.queue_timeout.as_secs().to_string(),
+        ),
         // Who may connect: Apache's user, or socket-user= (root always may).
         ("MODPY_DAEMON_APACHE_UID".into(), peer_uid(g).to_string()),
         (

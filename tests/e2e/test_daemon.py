@@ -29,6 +29,9 @@ def application(environ, start_response):
     path = environ.get("PATH_INFO", "")
     if path == "/sleep":
         time.sleep(float(environ.get("QUERY_STRING") or 1))
+    if path == "/hold_gil":  # a C call that keeps the GIL: the whole process stands still
+        import ctypes
+        ctypes.PyDLL(None).sleep(int(environ.get("QUERY_STRING") or 30))
     if path == "/redirect":
         start_response("200 OK", [("Location", "/static.txt")])
         return [b"ignored"]
@@ -311,6 +314,47 @@ def test_request_timeout_gives_504_and_restarts(apache: Callable[..., Apache]) -
         except AssertionError:
             pass
         time.sleep(0.2)
+    assert get_json(a)["pid"] != first
+
+
+def test_queue_timeout_gives_503(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=1 queue-timeout=1
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    get_json(a)
+    slow: list[int] = []
+    t = threading.Thread(target=lambda: slow.append(a.get("/app/sleep?3", timeout=30)[0]))
+    t.start()
+    time.sleep(0.5)
+    # The one thread is busy for 2.5 s more: this request waits longer than queue-timeout.
+    status, _, body = a.get("/app/", timeout=30)
+    t.join()
+    assert slow == [200]
+    assert status == 503 and b"waited too long" in body, (status, body)
+    wait_log(a, "queue-timeout of 1s expired for")
+    assert get_json(a)["group"] == "site"  # not waiting now: served
+
+
+def test_deadlock_timeout_restarts_a_process_that_holds_the_gil(apache: Callable[..., Apache]) -> None:
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=2 deadlock-timeout=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """)
+    first = get_json(a)["pid"]
+    status, _, _ = a.get("/app/hold_gil?60", timeout=30)
+    assert status == 503
+    # faulthandler's timer (no GIL needed) dumps the stacks and exits; the monitor restarts it.
+    log = wait_log(a, "Timeout (0:00:02)!", timeout=10)
+    assert "hold_gil" in log or "application" in log
+    wait_log(a, f"(pid {first}) died with exit status 1", timeout=10)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            if get_json(a)["pid"] != first:
+                break
+        except AssertionError:
+            time.sleep(0.2)
     assert get_json(a)["pid"] != first
 
 
