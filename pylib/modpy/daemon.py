@@ -757,7 +757,8 @@ class Worker:
         return waited if waited > self.s.queue_timeout else None
 
     def handle(self, conn: Connection, environ: dict[str, Any]) -> None:
-        script = environ.get("SCRIPT_FILENAME", "")
+        # A WSGIHandlerScript's handle_request serves SCRIPT_FILENAME (mod_wsgi).
+        script = environ.get("mod_wsgi.handler_script") or environ.get("SCRIPT_FILENAME", "")
         callable_name = environ.get("mod_wsgi.callable_object", "application")
         reloading = environ.get("mod_wsgi.script_reloading", "1") == "1"
         inp = Input(conn)

@@ -214,7 +214,19 @@ impl RequestHook for DaemonHandler {
         let Some(handler) = hr.handler() else {
             return DECLINED;
         };
-        if !is_wsgi_handler(handler) {
+        // A WSGIHandlerScript name: that script's handle_request serves the file.
+        let handler_script = (!is_wsgi_handler(handler))
+            .then(|| {
+                hr.server()
+                    .config()
+                    .wsgi
+                    .handler_scripts
+                    .iter()
+                    .find(|(n, _)| n.as_bytes() == handler)
+                    .map(|(_, p)| p.clone())
+            })
+            .flatten();
+        if !is_wsgi_handler(handler) && handler_script.is_none() {
             return DECLINED;
         }
         let req = hr.request();
@@ -228,7 +240,7 @@ impl RequestHook for DaemonHandler {
         if group.is_empty() && !(daemon_default && alias.is_some()) {
             return embedded_or_declined(&r);
         }
-        let t = match target::resolve(&r, None) {
+        let t = match target::resolve(&r, handler_script.as_deref()) {
             Ok(t) => t,
             Err(status) => return status,
         };
@@ -257,7 +269,8 @@ impl RequestHook for DaemonHandler {
             );
             return HTTP_INTERNAL_SERVER_ERROR;
         };
-        if let Err(why) = check_script_owner(&g, &t.filename) {
+        let script = t.handler_script.as_deref().unwrap_or(&t.filename);
+        if let Err(why) = check_script_owner(&g, script) {
             r.log_error(log::APLOG_ERR, 0, &format!("mod_py: {why}"));
             return HTTP_FORBIDDEN;
         }
@@ -355,7 +368,10 @@ fn environ(r: &RequestRef<'_>, g: &Group, t: &Target) -> Vec<u8> {
         "mod_wsgi.request_handler",
         r.str_field(StrField::Handler).unwrap_or(b"wsgi-script"),
     );
-    kv("mod_wsgi.handler_script", b"");
+    kv(
+        "mod_wsgi.handler_script",
+        t.handler_script.as_deref().unwrap_or_default().as_bytes(),
+    );
     kv(
         "mod_wsgi.script_reloading",
         if t.script_reloading { b"1" } else { b"0" },

@@ -61,6 +61,8 @@ pub struct Target {
     pub pass_authorization: bool,
     pub script_reloading: bool,
     pub error_override: bool,
+    /// WSGIHandlerScript: the script whose handle_request serves `filename`.
+    pub handler_script: Option<String>,
 }
 
 /// Resolves the target of a `wsgi-script` request (or of a WSGIHandlerScript handler, whose
@@ -161,6 +163,7 @@ pub fn resolve(r: &RequestRef<'_>, handler_script: Option<&str>) -> Result<Targe
         script_reloading: dconf.script_reloading(),
         error_override: dconf.error_override(),
         alias: alias.cloned(),
+        handler_script: handler_script.map(str::to_string),
     })
 }
 

@@ -358,6 +358,37 @@ def test_deadlock_timeout_restarts_a_process_that_holds_the_gil(apache: Callable
     assert get_json(a)["pid"] != first
 
 
+def test_handler_script_in_a_daemon_group(apache: Callable[..., Apache]) -> None:
+    # WSGIHandlerScript + AddHandler: the script's handle_request serves each matching file,
+    # in the daemon group of the directory.
+    handler = (
+        "import os\n"
+        "def handle_request(environ, start_response):\n"
+        "    with open(environ['SCRIPT_FILENAME'], 'rb') as f:\n"
+        "        body = f.read().upper()\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain'), ('X-Pid', str(os.getpid())),\n"
+        "                              ('X-Handler', environ['mod_wsgi.handler_script'])])\n"
+        "    return [body]\n"
+    )
+    a = apache("""
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIHandlerScript upper-text @ROOT@/handler.wsgi
+        <Directory @ROOT@/htdocs/hs>
+            Options +ExecCGI
+            AddHandler upper-text .txt
+            WSGIProcessGroup site
+        </Directory>
+        """, files={"handler.wsgi": handler, "htdocs/hs/page.txt": "served through the handler\n"},
+        start=False)
+    (a.root / "run").mkdir()
+    a.start()
+    status, headers, body = a.get("/hs/page.txt")
+    assert status == 200 and body == b"SERVED THROUGH THE HANDLER\n", (status, body, a.log_text()[-2000:])
+    assert headers["X-Handler"] == str(a.root / "handler.wsgi")
+    assert int(headers["X-Pid"]) not in a.children()  # a daemon worker, not Apache's child
+    assert a.get("/hs/missing.txt")[0] == 404
+
+
 def test_unknown_user_fails_configtest(apache: Callable[..., Apache]) -> None:
     a = apache("""
         WSGIDaemonProcess site user=no_such_user_xyz
