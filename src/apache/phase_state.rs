@@ -71,11 +71,7 @@ impl<'a> RequestRef<'a> {
 
     pub fn set_current_handler(&self, entry: &HandlerEntry) {
         if let Some((_, e)) = self.state().phase.current.as_mut() {
-            match e {
-                // Most phases call one handler: reuse its strings' buffers.
-                Some(e) => e.clone_from(entry),
-                None => *e = Some(entry.clone()),
-            }
+            *e = Some(entry.clone());
         }
     }
 

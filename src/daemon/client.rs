@@ -215,16 +215,9 @@ impl RequestHook for DaemonHandler {
             return DECLINED;
         };
         // A WSGIHandlerScript name: that script's handle_request serves the file.
+        let server = hr.server();
         let handler_script = (!is_wsgi_handler(handler))
-            .then(|| {
-                hr.server()
-                    .config()
-                    .wsgi
-                    .handler_scripts
-                    .iter()
-                    .find(|(n, _)| n.as_bytes() == handler)
-                    .map(|(_, p)| p.clone())
-            })
+            .then(|| server.config().wsgi.handler_script(handler))
             .flatten();
         if !is_wsgi_handler(handler) && handler_script.is_none() {
             return DECLINED;
@@ -240,7 +233,7 @@ impl RequestHook for DaemonHandler {
         if group.is_empty() && !(daemon_default && alias.is_some()) {
             return embedded_or_declined(&r);
         }
-        let t = match target::resolve(&r, handler_script.as_deref()) {
+        let t = match target::resolve(&r, handler_script) {
             Ok(t) => t,
             Err(status) => return status,
         };

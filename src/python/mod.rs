@@ -71,26 +71,17 @@ impl RequestHook for ContentHandler {
         let Some(handler) = hr.handler() else {
             return dispatch::DECLINED;
         };
-        let handler_script = || {
-            hr.server()
-                .config()
-                .wsgi
-                .handler_scripts
-                .iter()
-                .find(|(n, _)| n.as_bytes() == handler)
-                .map(|(_, p)| p.clone())
-        };
         if wsgi::is_wsgi_handler(handler) {
             if !embed::is_initialized() {
                 return dispatch::HTTP_INTERNAL_SERVER_ERROR;
             }
             return wsgi::handle(&hr.request(), None);
         }
-        if let Some(script) = handler_script() {
+        if let Some(script) = hr.server().config().wsgi.handler_script(handler) {
             if !embed::is_initialized() {
                 return dispatch::HTTP_INTERNAL_SERVER_ERROR;
             }
-            return wsgi::handle(&hr.request(), Some(&script));
+            return wsgi::handle(&hr.request(), Some(script));
         }
         phases::content(hr)
     }

@@ -118,6 +118,14 @@ pub struct WsgiServerConfig {
 }
 
 impl WsgiServerConfig {
+    /// The script of the WSGIHandlerScript named `handler` (a request's r->handler), if any.
+    pub fn handler_script(&self, handler: &[u8]) -> Option<&str> {
+        self.handler_scripts
+            .iter()
+            .find(|(n, _)| n.as_bytes() == handler)
+            .map(|(_, p)| p.as_str())
+    }
+
     pub fn merge(base: &Self, add: &Self) -> Self {
         // A virtual host's aliases come first, then the main server's, as mod_wsgi searches.
         let mut script_aliases = add.script_aliases.clone();

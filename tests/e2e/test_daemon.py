@@ -64,6 +64,19 @@ def get_json(a: Apache, path: str = "/app") -> dict:
     return json.loads(body)
 
 
+def wait_for_new_pid(a: Apache, old: int, timeout: float = 10) -> None:
+    """Waits until a process other than `old` answers (the monitor has started another)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if get_json(a)["pid"] != old:
+                return
+        except AssertionError:
+            pass
+        time.sleep(0.2)
+    assert get_json(a)["pid"] != old
+
+
 def workers(a: Apache, group: str) -> list[int]:
     """Pids of the group's worker processes (their last argument is "(wsgi:GROUP:N)")."""
     out = subprocess.run(["pgrep", "-f", "--", rf"-m modpy.daemon \(wsgi:{group}:"], capture_output=True, text=True).stdout
@@ -306,15 +319,7 @@ def test_request_timeout_gives_504_and_restarts(apache: Callable[..., Apache]) -
     assert status == 504
     wait_log(a, "no response within 2s")
     wait_log(a, "a request ran longer than request-timeout=2s: restarting the daemon process", timeout=6)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            if get_json(a)["pid"] != first:
-                break
-        except AssertionError:
-            pass
-        time.sleep(0.2)
-    assert get_json(a)["pid"] != first
+    wait_for_new_pid(a, first)
 
 
 def test_queue_timeout_gives_503(apache: Callable[..., Apache]) -> None:
@@ -348,14 +353,7 @@ def test_deadlock_timeout_restarts_a_process_that_holds_the_gil(apache: Callable
     log = wait_log(a, "Timeout (0:00:02)!", timeout=10)
     assert "hold_gil" in log or "application" in log
     wait_log(a, f"(pid {first}) died with exit status 1", timeout=10)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            if get_json(a)["pid"] != first:
-                break
-        except AssertionError:
-            time.sleep(0.2)
-    assert get_json(a)["pid"] != first
+    wait_for_new_pid(a, first)
 
 
 def test_handler_script_in_a_daemon_group(apache: Callable[..., Apache]) -> None:
