@@ -314,8 +314,20 @@ const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name)
 }
 
 #include "http_core.h"
+#include "apr_hash.h"
+#include <string.h>
 const char *modpy_server_root(void) { return ap_server_root; }
 int modpy_exists_config_define(const char *name) { return ap_exists_config_define(name); }
+
+/* `CGIVar REQUEST_URI current-uri` in r's directory (core_dir_config is C only): as
+ * ap_add_cgi_vars decides REQUEST_URI. */
+int modpy_cgi_request_uri_is_current(request_rec *r)
+{
+    core_dir_config *conf = ap_get_core_module_config(r->per_dir_config);
+    const char *rule = conf->cgi_var_rules
+        ? apr_hash_get(conf->cgi_var_rules, "REQUEST_URI", APR_HASH_KEY_STRING) : NULL;
+    return rule && !strcmp(rule, "current-uri");
+}
 
 /* ---- mod_python's SSI element: <!--#python exec="..."--> / <!--#python eval="..."--> ---- */
 #include "mod_include.h"

@@ -167,6 +167,7 @@ void modpy_process_note_set(server_rec *s, const char *key, const char *value);
 /* ap_server_root, ap_exists_config_define (mod_python's apache.server_root / exists_config_define). */
 const char *modpy_server_root(void);
 int modpy_exists_config_define(const char *name);
+int modpy_cgi_request_uri_is_current(request_rec *r);
 /* DefaultRuntimeDir-relative path. */
 const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name);
 

@@ -17,7 +17,6 @@ use super::hooks::HookRequest;
 use super::log;
 use super::pool::{cstr, pool_box, pstrdup, register_cleanup};
 use super::request::Request;
-use super::request::StrField;
 use super::table::Table;
 use crate::auth::{ProviderKind, ProviderSource, ProviderSpec};
 use crate::sys;
@@ -534,37 +533,7 @@ pub fn auth_cgi_vars(req: &Request) -> Result<Table, super::Gone> {
         (*raw).subprocess_env = saved;
         Table::from_raw(fresh, req.liveness().clone())
     };
-    let uri = r.str_field(StrField::Uri).unwrap_or_default();
-    let path_info = r.str_field(StrField::PathInfo).unwrap_or_default();
-    let vars: [(&[u8], &[u8]); 5] = [
-        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
-        (
-            b"SERVER_PROTOCOL",
-            r.str_field(StrField::Protocol).unwrap_or_default(),
-        ),
-        (
-            b"REQUEST_METHOD",
-            r.str_field(StrField::Method).unwrap_or_default(),
-        ),
-        (
-            b"QUERY_STRING",
-            r.str_field(StrField::Args).unwrap_or_default(),
-        ),
-        (
-            b"REQUEST_URI",
-            crate::auth::original_uri(r.str_field(StrField::TheRequest)),
-        ),
-    ];
-    for (k, v) in vars {
-        let _ = fresh.set(k, v);
-    }
-    if path_info.is_empty() {
-        let _ = fresh.set(b"SCRIPT_NAME", uri);
-    } else {
-        let n = crate::auth::find_path_info(uri, path_info);
-        let _ = fresh.set(b"SCRIPT_NAME", &uri[..n]);
-        let _ = fresh.set(b"PATH_INFO", path_info);
-    }
+    r.add_cgi_vars_without_path_translated(&fresh)?;
     for k in [&b"HTTP_AUTHORIZATION"[..], b"HTTP_PROXY_AUTHORIZATION"] {
         let _ = fresh.unset(k);
     }

@@ -797,6 +797,42 @@ impl<'a> RequestRef<'a> {
         unsafe { sys::ap_add_cgi_vars(self.r) }
     }
 
+    /// What ap_add_cgi_vars sets, into `env`, except PATH_TRANSLATED: GATEWAY_INTERFACE,
+    /// SERVER_PROTOCOL, REQUEST_METHOD, QUERY_STRING, REQUEST_URI (as `CGIVar` says),
+    /// SCRIPT_NAME and PATH_INFO. Apache finds PATH_TRANSLATED by running a whole subrequest
+    /// for the path info (translate_name, a directory walk that stats each path component,
+    /// the access hooks), which is most of what a WSGI hello costs above a C handler; mod_wsgi
+    /// 6 leaves it out for the same reason, and PEP 3333 does not have it.
+    pub fn add_cgi_vars_without_path_translated(&self, env: &Table) -> Result<(), Gone> {
+        let field = |f| self.str_field(f).unwrap_or_default();
+        let protocol = field(StrField::Protocol);
+        let uri = field(StrField::Uri);
+        let path_info = field(StrField::PathInfo);
+        // SAFETY: alive; reads the core module's per-dir config of r.
+        let current_uri = unsafe { sys::modpy_cgi_request_uri_is_current(self.r) } != 0;
+        let request_uri = if current_uri {
+            uri
+        } else {
+            crate::auth::original_uri(self.str_field(StrField::TheRequest))
+        };
+        env.set(b"GATEWAY_INTERFACE", b"CGI/1.1")?;
+        env.set(b"SERVER_PROTOCOL", protocol)?;
+        env.set(b"REQUEST_METHOD", field(StrField::Method))?;
+        env.set(b"QUERY_STRING", field(StrField::Args))?;
+        env.set(b"REQUEST_URI", request_uri)?;
+        // A script run by mod_include: its subrequest carries the including page's path info.
+        if protocol == b"INCLUDED" || path_info.is_empty() {
+            env.set(b"SCRIPT_NAME", uri)?;
+        } else {
+            let n = crate::auth::find_path_info(uri, path_info);
+            env.set(b"SCRIPT_NAME", &uri[..n])?;
+        }
+        if !path_info.is_empty() {
+            env.set(b"PATH_INFO", path_info)?;
+        }
+        Ok(())
+    }
+
     /// ap_internal_redirect: runs the new request to completion on this thread.
     pub fn internal_redirect(&self, uri: &[u8]) {
         let uri = c_string(uri);

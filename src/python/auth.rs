@@ -358,7 +358,7 @@ fn wsgi_call<'py>(
         return Err(Failed);
     };
     let directive = which.directive();
-    let module = super::wsgi::load_script(py, &path, reloading).map_err(|e| {
+    let module = super::wsgi::load_script(py, &path, reloading, None).map_err(|e| {
         let m = format!(
             "mod_py: {directive} '{path}' could not be loaded (for '{uri}'); access denied:"
         );

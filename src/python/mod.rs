@@ -9,6 +9,7 @@ mod module;
 mod request;
 mod server;
 mod ssi;
+mod strcache;
 mod table;
 mod wsgi;
 // ---- request phases, auth providers (issue 4) ----

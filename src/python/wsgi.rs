@@ -5,11 +5,13 @@
 use super::convert::{gone, req_err};
 use super::dispatch::{self, log_in_context, DONE, HTTP_INTERNAL_SERVER_ERROR, OK};
 use super::request::Request;
+use super::strcache::{latin1_str, Strings};
 use crate::apache::request::{StrField, TableField, SERVER_VERSION};
 use crate::apache::{self, log};
 use crate::wsgi::config::WsgiDirConfig;
 use crate::wsgi::response::{check_header, latin1, parse_status};
 use pyo3::exceptions::PyStopIteration;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
@@ -20,16 +22,6 @@ const MOD_WSGI_VERSION: (u32, u32, u32) = (4, 9, 4);
 
 pub use crate::wsgi::target::is_wsgi_handler;
 use crate::wsgi::target::{self, collapse_slashes};
-
-/// A WSGI string (PEP 3333 "native string"): bytes decoded as latin-1.
-fn latin1_str<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
-    if b.is_ascii() {
-        // ASCII is valid UTF-8 and decodes the same either way.
-        PyString::new(py, std::str::from_utf8(b).unwrap_or_default())
-    } else {
-        PyString::new(py, &b.iter().map(|&c| c as char).collect::<String>())
-    }
-}
 
 /// What the WSGI handler needs to know about where the app came from.
 pub struct AppInfo<'a> {
@@ -54,15 +46,10 @@ fn build_environ<'py>(
     info: &AppInfo<'_>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let r = req.get().map_err(gone)?;
-    r.add_cgi_vars();
+    let env = r.table(TableField::SubprocessEnv);
     r.add_common_vars();
-    environ_from(
-        py,
-        &r,
-        r.table(TableField::SubprocessEnv),
-        Some(pyreq),
-        info,
-    )
+    r.add_cgi_vars_without_path_translated(&env).map_err(gone)?;
+    environ_from(py, &r, env, Some(pyreq), info)
 }
 
 /// The environ of mod_wsgi's WSGIAccessScript / WSGIAuthUserScript / WSGIAuthGroupScript
@@ -120,11 +107,12 @@ fn environ_from<'py>(
         }
     }
     target::apply_trusted_proxies(&env, info.proxy_headers, info.proxies);
-    let d = PyDict::new(py);
+    let d = environ_template(py)?.copy()?;
     let mut script_name: Vec<u8> = Vec::new();
     let mut path_info: Vec<u8> = Vec::new();
     let mut https = false;
     let mut err = None;
+    let mut strings = Strings::lock(py);
     env.for_each(|k, v| {
         match k {
             b"PATH" => return,
@@ -137,7 +125,7 @@ fn environ_from<'py>(
             }
             _ => {}
         }
-        if let Err(e) = d.set_item(latin1_str(py, k), latin1_str(py, v)) {
+        if let Err(e) = d.set_item(strings.get(py, k), strings.get(py, v)) {
             err = Some(e);
         }
     })
@@ -154,61 +142,87 @@ fn environ_from<'py>(
         }
     }
     https |= r.is_https();
-    d.set_item("SCRIPT_NAME", latin1_str(py, &script_name))?;
-    d.set_item("PATH_INFO", latin1_str(py, &path_info))?;
-    d.set_item("mod_wsgi.script_name", latin1_str(py, &script_name))?;
-    d.set_item("mod_wsgi.path_info", latin1_str(py, &path_info))?;
-    d.set_item("mod_wsgi.process_group", "")?;
-    d.set_item("mod_wsgi.application_group", info.application_group)?;
-    d.set_item("mod_wsgi.callable_object", info.callable)?;
+    let script_name = strings.get(py, &script_name);
+    let path_info = strings.get(py, &path_info);
+    d.set_item(intern!(py, "SCRIPT_NAME"), &script_name)?;
+    d.set_item(intern!(py, "PATH_INFO"), &path_info)?;
+    d.set_item(intern!(py, "mod_wsgi.script_name"), script_name)?;
+    d.set_item(intern!(py, "mod_wsgi.path_info"), path_info)?;
+    let group = strings.get(py, info.application_group.as_bytes());
+    d.set_item(intern!(py, "mod_wsgi.application_group"), group)?;
+    let callable = strings.get(py, info.callable.as_bytes());
+    d.set_item(intern!(py, "mod_wsgi.callable_object"), callable)?;
     let handler = r.str_field(StrField::Handler).unwrap_or(b"wsgi-script");
-    d.set_item("mod_wsgi.request_handler", latin1_str(py, handler))?;
-    d.set_item("mod_wsgi.handler_script", info.handler_script)?;
-    d.set_item(
-        "mod_wsgi.script_reloading",
-        if info.script_reloading { "1" } else { "0" },
-    )?;
+    let handler = strings.get(py, handler);
+    d.set_item(intern!(py, "mod_wsgi.request_handler"), handler)?;
+    let handler_script = strings.get(py, info.handler_script.as_bytes());
+    d.set_item(intern!(py, "mod_wsgi.handler_script"), handler_script)?;
+    let reloading = if info.script_reloading {
+        intern!(py, "1")
+    } else {
+        intern!(py, "0")
+    };
+    d.set_item(intern!(py, "mod_wsgi.script_reloading"), reloading)?;
     let c = r.connection();
     if let Ok(c) = c.get() {
         let local = c
             .str_field(apache::connection::ConnStr::LocalIp)
             .unwrap_or_default();
-        d.set_item("mod_wsgi.listener_host", latin1_str(py, local))?;
-        d.set_item("mod_wsgi.listener_port", c.ports().0.to_string())?;
-    }
-    d.set_item("mod_wsgi.enable_sendfile", "0")?;
-    d.set_item("mod_wsgi.ignore_activity", "0")?;
-    d.set_item("mod_wsgi.request_start", r.rec().request_time.to_string())?;
-    if let Some(id) = r.str_field(StrField::LogId) {
-        d.set_item("mod_wsgi.request_id", latin1_str(py, id))?;
-    }
-    d.set_item("mod_wsgi.version", MOD_WSGI_VERSION)?;
-    d.set_item("apache.version", SERVER_VERSION)?;
-    d.set_item("wsgi.version", (1, 0))?;
-    d.set_item("wsgi.url_scheme", if https { "https" } else { "http" })?;
-    if let Some(pyreq) = pyreq {
+        let port = c.ports().0.to_string();
         d.set_item(
-            "wsgi.input",
-            Py::new(
-                py,
-                Input {
-                    req: pyreq.clone_ref(py),
-                },
-            )?,
+            intern!(py, "mod_wsgi.listener_host"),
+            strings.get(py, local),
         )?;
-        d.set_item("wsgi.input_terminated", true)?;
+        let port = strings.get(py, port.as_bytes());
+        d.set_item(intern!(py, "mod_wsgi.listener_port"), port)?;
     }
-    d.set_item("wsgi.errors", wsgi_errors(py)?)?;
-    d.set_item(
-        "wsgi.multithread",
-        crate::apache::hooks::mpm_query(crate::sys::AP_MPMQ_IS_THREADED as i32).unwrap_or(0) != 0,
-    )?;
-    d.set_item("wsgi.multiprocess", true)?;
-    d.set_item("wsgi.run_once", false)?;
-    if pyreq.is_some() {
-        d.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    drop(strings);
+    let start = r.rec().request_time.to_string();
+    d.set_item(intern!(py, "mod_wsgi.request_start"), start)?;
+    if let Some(id) = r.str_field(StrField::LogId) {
+        d.set_item(intern!(py, "mod_wsgi.request_id"), latin1_str(py, id))?;
+    }
+    let scheme = if https {
+        intern!(py, "https")
+    } else {
+        intern!(py, "http")
+    };
+    d.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    if let Some(pyreq) = pyreq {
+        let input = Input {
+            req: pyreq.clone_ref(py),
+        };
+        d.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
+        d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        d.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            py.get_type::<FileWrapper>(),
+        )?;
     }
     Ok(d)
+}
+
+/// The environ entries that are the same for every request of this process, copied into
+/// each new environ (a dict copy is much cheaper than setting them one by one).
+fn environ_template(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
+    static TEMPLATE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+    TEMPLATE
+        .get_or_try_init(py, || {
+            let d = PyDict::new(py);
+            d.set_item("mod_wsgi.process_group", "")?;
+            d.set_item("mod_wsgi.enable_sendfile", "0")?;
+            d.set_item("mod_wsgi.ignore_activity", "0")?;
+            d.set_item("mod_wsgi.version", MOD_WSGI_VERSION)?;
+            d.set_item("apache.version", SERVER_VERSION)?;
+            d.set_item("wsgi.version", (1, 0))?;
+            d.set_item("wsgi.errors", wsgi_errors(py)?)?;
+            let threaded = crate::apache::hooks::mpm_query(crate::sys::AP_MPMQ_IS_THREADED as i32);
+            d.set_item("wsgi.multithread", threaded.unwrap_or(0) != 0)?;
+            d.set_item("wsgi.multiprocess", true)?;
+            d.set_item("wsgi.run_once", false)?;
+            Ok::<_, PyErr>(d.unbind())
+        })
+        .map(|d| d.bind(py))
 }
 
 /// The stream behind environ["wsgi.errors"]: lines go to the error log with the request's
@@ -403,6 +417,18 @@ impl Response {
 
 #[pymethods]
 impl Response {
+    /// The application's start_response is this object itself (calling it is start_response):
+    /// no bound method to make per request.
+    #[pyo3(signature = (status, response_headers, exc_info=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        response_headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::start_response(slf, status, response_headers, exc_info)
+    }
+
     /// PEP 3333 start_response(status, response_headers, exc_info=None) -> write.
     #[pyo3(signature = (status, response_headers, exc_info=None))]
     fn start_response<'py>(
@@ -608,17 +634,15 @@ pub fn run_app(
         Ok(r) => r,
         Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
     };
-    let start_response = match resp.getattr("start_response") {
-        Ok(s) => s,
-        Err(_) => return HTTP_INTERNAL_SERVER_ERROR,
-    };
-    let result = match app.call1((environ, start_response)) {
+    let result = match app.call1((environ, &resp)) {
         Ok(r) => r,
         Err(err) => return report(py, req, info, classify(py, err)),
     };
     let streamed = stream(py, resp.get(), &result, error_override);
     // PEP 3333: close() is called whatever happened, client gone or application failed.
-    let closed = if result.hasattr("close").unwrap_or(false) {
+    // (A plain list or tuple has none: asking would build and drop an AttributeError.)
+    let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+    let closed = if !plain && result.hasattr("close").unwrap_or(false) {
         result.call_method0("close").map(|_| ())
     } else {
         Ok(())
@@ -815,34 +839,46 @@ fn report(py: Python<'_>, req: &apache::Request, info: &AppInfo<'_>, failure: Fa
     HTTP_INTERNAL_SERVER_ERROR
 }
 
-/// (script path) -> (module, mtime) of loaded WSGI scripts.
+/// (script path) -> (module, mtime in µs) of loaded WSGI scripts.
 static SCRIPTS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 
+/// The script's mtime in microseconds (apr_time_t's unit, so it compares with r->finfo's).
+fn script_mtime(path: &str) -> Option<i64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    i64::try_from(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_micros()).ok()
+}
+
+/// The module of the WSGI script at `path`, loaded (or, with `reloading`, reloaded when its
+/// mtime changed). `finfo_mtime`: the mtime Apache's directory walk already found for it
+/// (r->finfo when r->filename is the script), which spares a stat per request.
 pub(crate) fn load_script<'py>(
     py: Python<'py>,
     path: &str,
     reloading: bool,
+    finfo_mtime: Option<i64>,
 ) -> PyResult<Bound<'py, PyModule>> {
     let cache = SCRIPTS
         .get_or_init(py, || PyDict::new(py).unbind())
         .bind(py);
-    let mtime = if reloading || cache.get_item(path)?.is_none() {
-        dispatch::file_mtime(path)
+    let key = PyString::new(py, path);
+    let entry = cache.get_item(&key)?;
+    let mtime = if reloading || entry.is_none() {
+        finfo_mtime.or_else(|| script_mtime(path))
     } else {
         None
     };
-    if let Some(entry) = cache.get_item(path)? {
-        let (module, known): (Bound<'py, PyModule>, Option<f64>) = entry.extract()?;
+    let fresh = entry.is_some();
+    if let Some(entry) = entry {
+        let (module, known): (Bound<'py, PyModule>, Option<i64>) = entry.extract()?;
         if !reloading || mtime == known {
             return Ok(module);
         }
     }
-    let fresh = cache.contains(path)?;
     let module = py
         .import("modpy._wsgi")?
         .call_method1("load_script", (path, fresh))?
         .cast_into::<PyModule>()?;
-    cache.set_item(path, (&module, mtime))?;
+    cache.set_item(key, (&module, mtime))?;
     Ok(module)
 }
 
@@ -897,6 +933,8 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
     if !group.is_empty() {
         application_group_notice(&r, &group);
     }
+    // r->finfo is the script's when it is the file served (not a WSGIHandlerScript's).
+    let finfo_mtime = handler_script.is_none().then(|| r.finfo().mtime);
     drop(r);
     let script = handler_script.map_or_else(|| filename.clone(), str::to_string);
     super::embed::prime_thread();
@@ -913,7 +951,7 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
             proxy_headers: dconf.trusted_proxy_headers.as_deref().unwrap_or(&[]),
             proxies: dconf.trusted_proxies.as_deref(),
         };
-        let module = match load_script(py, &script, script_reloading) {
+        let module = match load_script(py, &script, script_reloading, finfo_mtime) {
             Ok(m) => m,
             Err(err) => {
                 if let Ok(r) = req.get() {
@@ -1013,7 +1051,7 @@ pub fn child_init(py: Python<'_>, main: apache::Server) {
                 // Imported by that daemon group's workers (src/daemon), not here.
                 continue;
             }
-            if let Err(err) = load_script(py, &script.path, false) {
+            if let Err(err) = load_script(py, &script.path, false, None) {
                 s.log_error(
                     log::APLOG_ERR,
                     0,

@@ -61,6 +61,12 @@ FILES = {
             return [b"%d" % len(data)]
     """,
     "errors/404.html": "custom error document\n",
+    "uri.wsgi": """
+        def application(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            keys = ("REQUEST_URI", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "GATEWAY_INTERFACE")
+            return [repr([environ.get(k) for k in keys] + ["PATH_TRANSLATED" in environ]).encode()]
+    """,
 }
 
 
@@ -102,6 +108,11 @@ def server(request: pytest.FixtureRequest) -> Iterator[Apache]:
         ErrorDocument 404 /errors/404.html
         WSGIScriptAlias /daemon @ROOT@/callable.wsgi process-group=somegroup
         WSGIScriptAlias /body @ROOT@/body.wsgi
+        WSGIScriptAlias /uri @ROOT@/uri.wsgi
+        WSGIScriptAlias /current-uri @ROOT@/uri.wsgi
+        <Location /current-uri>
+            CGIVar REQUEST_URI current-uri
+        </Location>
         <Location /body>
             LimitRequestBody 1000
         </Location>
@@ -129,6 +140,16 @@ def test_addhandler_needs_execcgi(server: Apache) -> None:
     status, _, body = server.get("/nocgi/app.wsgi")
     assert status == 403 and b"must not run" not in body
     wait_log(server, f"Options ExecCGI is off in this directory: {server.root}/nocgi/app.wsgi")
+
+
+def test_cgi_request_line_variables(server: Apache) -> None:
+    """REQUEST_URI as sent, or as `CGIVar REQUEST_URI current-uri` says (r->uri, no query);
+    SCRIPT_NAME / PATH_INFO split where the script matched; no PATH_TRANSLATED (its
+    subrequest is not run, as in mod_wsgi 6)."""
+    body = server.get("/uri/a/b?x=1")[2].decode()
+    assert body == "['/uri/a/b?x=1', '/uri', '/a/b', 'x=1', 'CGI/1.1', False]"
+    body = server.get("/current-uri/a?x=1")[2].decode()
+    assert body == "['/current-uri/a', '/current-uri', '/a', 'x=1', 'CGI/1.1', False]"
 
 
 def test_handler_script_serves_files_with_handle_request(server: Apache) -> None:
