@@ -16,6 +16,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
+import re
 import select
 import signal
 import socket
@@ -340,10 +341,29 @@ def _tname(v: Any) -> str:
 
 
 TCHARS = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# A valid status: three digits, then nothing or a space and a reason without controls.
+_STATUS = re.compile(r"[0-9]{3}(?: [^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*)?\Z")
+_BAD_VALUE = re.compile(r"[\r\n\x00\u0100-\U0010ffff]")
+
+# Statuses and headers already found valid (most applications send the same few again and
+# again): checked once, looked up after. Bounded, emptied when full.
+_valid_statuses: dict[str, int] = {}
+_valid_headers: set[tuple[str, str]] = set()
+_CACHE_MAX = 1024
 
 
 def check_status(s: str) -> int:
     """src/wsgi/response.rs parse_status, with the same messages."""
+    code = _valid_statuses.get(s)
+    if code is not None:
+        return code
+    if _STATUS.match(s) and int(s[:3]) >= 100:
+        if len(_valid_statuses) >= _CACHE_MAX:
+            _valid_statuses.clear()
+        _valid_statuses[s] = code = int(s[:3])
+        return code
+    # Invalid: find what is wrong, for the message.
     if len(s) < 3 or not all(c in "0123456789" for c in s[:3]):
         raise WSGIError(f"status {_q(s)} does not start with a three-digit code")
     code = int(s[:3])
@@ -360,15 +380,22 @@ def check_status(s: str) -> int:
 
 def check_header(name: str, value: str) -> None:
     """src/wsgi/response.rs check_header, with the same messages."""
-    if not name or not all(c in TCHARS for c in name):
+    if (name, value) in _valid_headers:
+        return
+    if not _TOKEN.match(name):
         raise WSGIError(f"header name {_q(name)} is not a valid HTTP token")
     if name.lower() in HOP_BY_HOP:
         raise WSGIError(f"hop-by-hop header {_q(name)} is not allowed from a WSGI application")
-    if "\r" in value or "\n" in value or "\0" in value:
-        raise WSGIError(f"header {_q(name)} has a value containing CR, LF or NUL")
-    for c in value:
-        if ord(c) > 0xFF:
-            raise WSGIError(f"header {_q(name)} has a value containing {c!r}, which is not latin-1")
+    bad = _BAD_VALUE.search(value)
+    if bad is not None:
+        c = bad.group()
+        if c in "\r\n\0":
+            raise WSGIError(f"header {_q(name)} has a value containing CR, LF or NUL")
+        raise WSGIError(f"header {_q(name)} has a value containing {c!r}, which is not latin-1")
+    if len(value) <= 256:
+        if len(_valid_headers) >= _CACHE_MAX:
+            _valid_headers.clear()
+        _valid_headers.add((name, value))
 
 
 class Response:
@@ -492,7 +519,7 @@ class Worker:
         self.last_activity = time.monotonic()
         self.started = time.monotonic()
         self.apps: dict[tuple[str, str], Any] = {}
-        self.mtimes: dict[str, float] = {}
+        self.mtimes: dict[str, Optional[int]] = {}
         self.exit_code = 0
         self.touched = 0.0
 
@@ -702,10 +729,10 @@ class Worker:
             kind, payload = conn.read_frame()
         if kind != REQUEST:
             raise ProtocolError(f"expected REQUEST, got frame kind {kind}")
-        items = payload.split(b"\0")
-        if len(items) % 2 != 1 or items[-1]:
+        strs = payload.decode("latin-1").split("\0")
+        if len(strs) % 2 != 1 or strs[-1]:
             raise ProtocolError("malformed REQUEST")
-        strs = [b.decode("latin-1") for b in items[:-1]]
+        del strs[-1]
         environ: dict[str, Any] = dict(zip(strs[0::2], strs[1::2]))
         tid = threading.get_ident()
         self.touch()
@@ -723,20 +750,23 @@ class Worker:
                 self.stop(f"maximum-requests={self.s.maximum_requests} reached", self.s.graceful_timeout)
         return self.stopping is None
 
-    def application(self, script: str, callable_name: str, reloading: bool) -> Any:
+    def application(self, script: str, callable_name: str, reloading: bool,
+                    apache_mtime: Optional[str] = None) -> Any:
+        """The script's callable, (re)loaded when needed. `apache_mtime`: the script's mtime in
+        microseconds as Apache's directory walk found it (spares a stat per request)."""
         key = (script, callable_name)
-        mtime = None
+        mtime: Optional[int] = None
         if reloading or key not in self.apps:
             try:
-                mtime = os.stat(script).st_mtime
-            except OSError:
+                mtime = int(apache_mtime) if apache_mtime else os.stat(script).st_mtime_ns // 1000
+            except (OSError, ValueError):
                 mtime = None
         app = self.apps.get(key)
         if app is not None and (not reloading or self.mtimes.get(script) == mtime):
             return app
         fresh = script in self.mtimes
         module = _wsgi.load_script(script, fresh)
-        self.mtimes[script] = mtime  # type: ignore[assignment]
+        self.mtimes[script] = mtime
         for k in [k for k in self.apps if k[0] == script]:
             del self.apps[k]
         try:
@@ -766,7 +796,8 @@ class Worker:
             inp.eof = True  # no body: nothing to pull (and no round trip to find out)
         for key in ("mod_wsgi.version", "apache.version"):
             if key in environ:
-                environ[key] = tuple(int(x) for x in environ[key].split(","))
+                environ[key] = _version_tuple(environ[key])
+        mtime = environ.pop("mod_py.script_mtime", None)
         environ.update({
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": environ.pop("mod_py.url_scheme", "http"),
@@ -789,7 +820,7 @@ class Worker:
                           environ.get("REQUEST_URI", environ.get("PATH_INFO", "")), waited)
                 app = _service_unavailable
             else:
-                app = self.application(script, callable_name, reloading)
+                app = self.application(script, callable_name, reloading, mtime)
             result = app(environ, resp.start_response)
             if isinstance(result, FileWrapper) and send_file(resp, result):
                 pass
@@ -847,6 +878,17 @@ class Worker:
 
 # faulthandler's watchdog timer (an implementation may lack it: deadlock-timeout is then off).
 _DEADLOCK_TIMER: Optional[Callable[..., None]] = getattr(faulthandler, "dump_traceback_later", None)
+
+
+_versions: dict[str, tuple[int, ...]] = {}
+
+
+def _version_tuple(s: str) -> tuple[int, ...]:
+    """"4,9,4" -> (4, 9, 4), made once per distinct string."""
+    v = _versions.get(s)
+    if v is None:
+        v = _versions[s] = tuple(int(x) for x in s.split(","))
+    return v
 
 
 def _service_unavailable(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

@@ -724,10 +724,21 @@ impl<'a> RequestRef<'a> {
     /// Fills `buf` from the request body; returns how many bytes were read (less than
     /// buf.len() only at the end of the body).
     pub fn read_into(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        // SAFETY: the same memory seen as possibly uninitialised; read_into_uninit only
+        // writes initialised bytes into it.
+        self.read_into_uninit(unsafe {
+            &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>])
+        })
+    }
+
+    /// read_into for memory not yet initialised (a bytes object's fresh buffer): the first
+    /// `n` bytes (the result) are the body's, the rest stays untouched.
+    pub fn read_into_uninit(&self, buf: &mut [std::mem::MaybeUninit<u8>]) -> Result<usize, Error> {
         self.setup_body()?;
         let mut got = 0;
         while got < buf.len() {
-            // SAFETY: writes at most buf.len()-got bytes into buf[got..].
+            // SAFETY: ap_get_client_block writes at most buf.len()-got bytes into buf[got..]
+            // and never reads them.
             let n = unsafe {
                 sys::ap_get_client_block(
                     self.r,

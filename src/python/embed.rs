@@ -1,10 +1,16 @@
 //! Interpreter lifecycle through the Python C-API: the only unsafe code above src/apache,
 //! because starting an embedded interpreter has no safe pyo3 equivalent that lets us fix
-//! Python's home (DESIGN.md: never guessed from PATH) and keep per-thread states.
+//! Python's home (DESIGN.md: never guessed from PATH) and keep per-thread states. Also the
+//! one C-API object pyo3 cannot make without zero-filling it first: a bytes object filled
+//! in place (bytes_filled).
 
+use pyo3::exceptions::PyMemoryError;
 use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::cell::Cell;
 use std::ffi::CString;
+use std::mem::MaybeUninit;
 
 /// Starts the one interpreter of this process: Python's home fixed to `home` (the Python
 /// mod_py was built against, or WSGIPythonHome), or for a virtual environment no home and
@@ -85,3 +91,40 @@ pub fn is_initialized() -> bool {
 }
 
 use super::module::_modpy as _modpy_module;
+
+/// A bytes object of `n` bytes written in place by `fill`, which returns how many bytes it
+/// wrote from the start (the object is shrunk to that). pyo3's PyBytes::new_with zero-fills
+/// the buffer first: a megabyte memset for each 1 MiB request body read.
+pub fn bytes_filled<'py>(
+    py: Python<'py>,
+    n: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> PyResult<usize>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let size = ffi::Py_ssize_t::try_from(n).map_err(|_| PyMemoryError::new_err(()))?;
+    // SAFETY: with the GIL held (py), PyBytes_FromStringAndSize(NULL, n) returns a new bytes
+    // object (or NULL and an exception) whose n-byte buffer is writable and uninitialised.
+    let obj = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), size))?
+    };
+    // SAFETY: the buffer is n bytes long and only ours: the object has not been shown to any
+    // Python code (refcount 1), so no one reads it while `fill` writes, even without the GIL.
+    let buf = unsafe {
+        std::slice::from_raw_parts_mut(
+            ffi::PyBytes_AsString(obj.as_ptr()) as *mut MaybeUninit<u8>,
+            n,
+        )
+    };
+    let got = fill(buf)?.min(n);
+    if got < n {
+        let mut p = obj.into_ptr();
+        // SAFETY: p is our only reference (refcount 1), as _PyBytes_Resize requires; on
+        // failure it frees the object, sets p to NULL and raises MemoryError.
+        if unsafe { ffi::_PyBytes_Resize(&mut p, got as ffi::Py_ssize_t) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: p is the (possibly moved) bytes object, a new reference.
+        return Ok(unsafe { Bound::from_owned_ptr(py, p).cast_into_unchecked() });
+    }
+    // SAFETY: obj is a bytes object, now fully written.
+    Ok(unsafe { obj.cast_into_unchecked() })
+}

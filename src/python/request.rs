@@ -76,23 +76,13 @@ impl Request {
     /// the body ends early).
     fn read_exact_or_eof<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
         let req = &self.inner;
-        let mut short = None;
-        let bytes = PyBytes::new_with(py, n, |buf| {
-            let got = py
-                .detach(|| {
-                    req.get()
-                        .map_err(apache::request::Error::Gone)?
-                        .read_into(buf)
-                })
-                .map_err(|e| req_err(py, e))?;
-            if got < buf.len() {
-                short = Some(got);
-            }
-            Ok(())
-        })?;
-        Ok(match short {
-            None => bytes,
-            Some(got) => PyBytes::new(py, &bytes.as_bytes()[..got]),
+        super::embed::bytes_filled(py, n, |buf| {
+            py.detach(|| {
+                req.get()
+                    .map_err(apache::request::Error::Gone)?
+                    .read_into_uninit(buf)
+            })
+            .map_err(|e| req_err(py, e))
         })
     }
 
@@ -676,24 +666,7 @@ impl Request {
             .map_err(|e| req_err(py, e))?;
         if let Some(n) = remaining {
             if out.is_empty() {
-                let mut short = None;
-                let bytes = PyBytes::new_with(py, n as usize, |buf| {
-                    let got = py
-                        .detach(|| {
-                            req.get()
-                                .map_err(apache::request::Error::Gone)?
-                                .read_into(buf)
-                        })
-                        .map_err(|e| req_err(py, e))?;
-                    if got < buf.len() {
-                        short = Some(got);
-                    }
-                    Ok(())
-                })?;
-                return match short {
-                    None => Ok(bytes),
-                    Some(got) => Ok(PyBytes::new(py, &bytes.as_bytes()[..got])),
-                };
+                return self.read_exact_or_eof(py, n as usize);
             }
         }
         loop {
