@@ -340,7 +340,6 @@ def _tname(v: Any) -> str:
     return type(v).__name__
 
 
-TCHARS = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # A valid status: three digits, then nothing or a space and a reason without controls.
 _STATUS = re.compile(r"[0-9]{3}(?: [^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*)?\Z")

@@ -396,14 +396,9 @@ fn environ(r: &RequestRef<'_>, g: &Group, t: &Target) -> Vec<u8> {
     let (a, b, c) = SERVER_VERSION;
     kv("apache.version", format!("{a},{b},{c}").as_bytes());
     kv("SCRIPT_FILENAME", t.filename.as_bytes());
-    // The script's mtime as Apache's directory walk found it (r->finfo, microseconds): the
-    // worker's reload check needs no stat of its own. Not for a WSGIHandlerScript (r->finfo is
-    // the file it serves).
-    if t.handler_script.is_none() && r.file_kind() == crate::apache::request::FileKind::File {
-        kv(
-            "mod_py.script_mtime",
-            r.finfo().mtime.to_string().as_bytes(),
-        );
+    // The worker's reload check uses it instead of a stat of its own.
+    if let Some(mtime) = t.script_mtime {
+        kv("mod_py.script_mtime", mtime.to_string().as_bytes());
     }
     out
 }

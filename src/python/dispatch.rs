@@ -67,15 +67,24 @@ impl Drop for Serving {
 /// (module name, directory) -> (module, file, mtime) of handler modules, so a request finds
 /// its module with one dict lookup (plus one stat() for PythonAutoReload).
 static HANDLER_MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-/// The PythonPath expression last applied (evaluated only when it changes, as mod_python).
 /// The PythonPath expressions already applied in this process. mod_python re-evaluates one
 /// when it differs from the last, in an interpreter per virtual host; with one interpreter for
 /// all, each is applied once, or `[dir]+sys.path` in two places would keep growing sys.path.
 static APPLIED_PATHS: Mutex<Option<std::collections::HashSet<String>>> = Mutex::new(None);
 
+/// A file's mtime in seconds (mod_python's float), None if it cannot be read.
 pub fn file_mtime(path: &str) -> Option<f64> {
+    modified(path).map(|d| d.as_secs_f64())
+}
+
+/// A file's mtime in microseconds (apr_time_t's unit, so it compares with r->finfo's).
+pub fn file_mtime_us(path: &str) -> Option<i64> {
+    i64::try_from(modified(path)?.as_micros()).ok()
+}
+
+fn modified(path: &str) -> Option<std::time::Duration> {
     let m = std::fs::metadata(path).ok()?.modified().ok()?;
-    Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
+    m.duration_since(std::time::UNIX_EPOCH).ok()
 }
 
 pub fn apply_python_path(py: Python<'_>, expr: &str) -> PyResult<()> {

@@ -842,12 +842,6 @@ fn report(py: Python<'_>, req: &apache::Request, info: &AppInfo<'_>, failure: Fa
 /// (script path) -> (module, mtime in µs) of loaded WSGI scripts.
 static SCRIPTS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 
-/// The script's mtime in microseconds (apr_time_t's unit, so it compares with r->finfo's).
-fn script_mtime(path: &str) -> Option<i64> {
-    let m = std::fs::metadata(path).ok()?.modified().ok()?;
-    i64::try_from(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_micros()).ok()
-}
-
 /// The module of the WSGI script at `path`, loaded (or, with `reloading`, reloaded when its
 /// mtime changed). `finfo_mtime`: the mtime Apache's directory walk already found for it
 /// (r->finfo when r->filename is the script), which spares a stat per request.
@@ -863,7 +857,7 @@ pub(crate) fn load_script<'py>(
     let key = PyString::new(py, path);
     let entry = cache.get_item(&key)?;
     let mtime = if reloading || entry.is_none() {
-        finfo_mtime.or_else(|| script_mtime(path))
+        finfo_mtime.or_else(|| dispatch::file_mtime_us(path))
     } else {
         None
     };
@@ -933,8 +927,7 @@ pub fn handle(req: &apache::Request, handler_script: Option<&str>) -> i32 {
     if !group.is_empty() {
         application_group_notice(&r, &group);
     }
-    // r->finfo is the script's when it is the file served (not a WSGIHandlerScript's).
-    let finfo_mtime = handler_script.is_none().then(|| r.finfo().mtime);
+    let finfo_mtime = t.script_mtime;
     drop(r);
     let script = handler_script.map_or_else(|| filename.clone(), str::to_string);
     super::embed::prime_thread();

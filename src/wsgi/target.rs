@@ -63,6 +63,10 @@ pub struct Target {
     pub error_override: bool,
     /// WSGIHandlerScript: the script whose handle_request serves `filename`.
     pub handler_script: Option<String>,
+    /// The script's mtime (µs) as Apache's directory walk found it (r->finfo), so reload
+    /// checks need no stat of their own; None under WSGIHandlerScript, where r->finfo is the
+    /// file served, not the script.
+    pub script_mtime: Option<i64>,
 }
 
 /// Resolves the target of a `wsgi-script` request (or of a WSGIHandlerScript handler, whose
@@ -164,6 +168,8 @@ pub fn resolve(r: &RequestRef<'_>, handler_script: Option<&str>) -> Result<Targe
         error_override: dconf.error_override(),
         alias: alias.cloned(),
         handler_script: handler_script.map(str::to_string),
+        // r->finfo is a regular file here (checked above).
+        script_mtime: handler_script.is_none().then(|| r.finfo().mtime),
     })
 }
 
