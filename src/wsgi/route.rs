@@ -64,22 +64,58 @@ pub fn alias_matches(uri: &[u8], alias: &[u8]) -> usize {
     u
 }
 
-/// The first WSGIScriptAlias matching `uri`: its index and the file name Apache should map
-/// the request to (the script followed by the rest of the URI, which Apache's directory walk
-/// turns into PATH_INFO, as for ScriptAlias).
-pub fn route(uri: &[u8], aliases: &[ScriptAlias]) -> Option<(usize, Vec<u8>)> {
+/// Where a WSGIScriptAlias sends a request: the alias's index, the script (the alias target,
+/// substituted for WSGIScriptAliasMatch) and the rest of the URI after the matched part.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Route {
+    pub index: usize,
+    pub script: Vec<u8>,
+    pub rest: Vec<u8>,
+}
+
+impl Route {
+    /// The file name as mod_alias and mod_wsgi give it to Apache: the script followed by the
+    /// rest of the URI, which the directory walk splits into r->filename and r->path_info
+    /// (stat-ing each component of the path, since the whole does not exist).
+    pub fn filename(&self) -> Vec<u8> {
+        [&self.script[..], &self.rest[..]].concat()
+    }
+
+    /// The rest as r->path_info, when Apache's directory walk would leave it unchanged (it
+    /// starts with '/', has no empty, "." or ".." segment): handing the walk r->filename =
+    /// script and this path_info gives the same split with one stat of the script instead of
+    /// a failed stat of script+rest and one lstat per path component. None: let the walk
+    /// split and canonicalise it as before.
+    pub fn path_info(&self) -> Option<&[u8]> {
+        let rest = &self.rest[..];
+        if rest.is_empty() || rest[0] != b'/' {
+            return None;
+        }
+        let canonical = !rest.windows(2).any(|w| w == b"//")
+            && rest
+                .split(|&b| b == b'/')
+                .all(|seg| seg != b"." && seg != b"..");
+        canonical.then_some(rest)
+    }
+}
+
+/// The first WSGIScriptAlias matching `uri`.
+pub fn route(uri: &[u8], aliases: &[ScriptAlias]) -> Option<Route> {
     if !uri.is_empty() && uri[0] != b'/' {
         return None;
     }
-    aliases.iter().enumerate().find_map(|(i, a)| {
+    aliases.iter().enumerate().find_map(|(index, a)| {
         if let Some(re) = &a.regex {
             // WSGIScriptAliasMatch: the script is the substituted path; the rest of the URI
             // after the match follows it (as mod_wsgi does).
             let groups = re.captures(uri)?;
             let (_, end) = groups.first().copied().flatten()?;
-            let mut filename = substitute(&a.path, uri, &groups);
-            filename.extend_from_slice(&uri[end..]);
-            return Some((i, filename));
+            let script = substitute(&a.path, uri, &groups);
+            return Some(Route {
+                index,
+                script,
+                rest: uri[end..].to_vec(),
+            });
         }
         if a.is_match {
             return None;
@@ -88,9 +124,12 @@ pub fn route(uri: &[u8], aliases: &[ScriptAlias]) -> Option<(usize, Vec<u8>)> {
         if l == 0 {
             return None;
         }
-        let mut filename = a.path.as_bytes().to_vec();
-        filename.extend_from_slice(if a.url == "/" { uri } else { &uri[l..] });
-        Some((i, filename))
+        let rest = if a.url == "/" { uri } else { &uri[l..] };
+        Some(Route {
+            index,
+            script: a.path.as_bytes().to_vec(),
+            rest: rest.to_vec(),
+        })
     })
 }
 
@@ -131,19 +170,39 @@ mod tests {
     #[test]
     fn routing() {
         let aliases = vec![alias("/sub", "/srv/sub.wsgi"), alias("/", "/srv/root.wsgi")];
+        let filename = |uri: &[u8]| route(uri, &aliases).map(|r| (r.index, r.filename()));
         assert_eq!(
-            route(b"/sub/x/y", &aliases),
+            filename(b"/sub/x/y"),
             Some((0, b"/srv/sub.wsgi/x/y".to_vec()))
         );
+        assert_eq!(filename(b"/sub"), Some((0, b"/srv/sub.wsgi".to_vec())));
         assert_eq!(
-            route(b"/sub", &aliases),
-            Some((0, b"/srv/sub.wsgi".to_vec()))
-        );
-        assert_eq!(
-            route(b"/other", &aliases),
+            filename(b"/other"),
             Some((1, b"/srv/root.wsgi/other".to_vec()))
         );
         assert_eq!(route(b"*", &aliases), None);
         assert_eq!(route(b"/x", &[]), None);
+    }
+
+    #[test]
+    fn path_info_only_when_the_walk_would_not_change_it() {
+        let aliases = vec![alias("/sub", "/srv/sub.wsgi"), alias("/d/", "/srv/dir/")];
+        let pi = |uri: &[u8]| {
+            route(uri, &aliases)
+                .unwrap()
+                .path_info()
+                .map(<[u8]>::to_vec)
+        };
+        assert_eq!(pi(b"/sub/x/y"), Some(b"/x/y".to_vec()));
+        assert_eq!(pi(b"/sub/x/"), Some(b"/x/".to_vec()));
+        assert_eq!(pi(b"/sub/"), Some(b"/".to_vec()));
+        assert_eq!(pi(b"/sub"), None);
+        assert_eq!(pi(b"/sub/x//y"), None);
+        assert_eq!(pi(b"/sub/./y"), None);
+        assert_eq!(pi(b"/sub/x/.."), None);
+        assert_eq!(pi(b"/sub/x/."), None);
+        assert_eq!(pi(b"/sub/x/.y"), Some(b"/x/.y".to_vec()));
+        // A directory of scripts: the rest does not start with '/'.
+        assert_eq!(pi(b"/d/app.wsgi/x"), None);
     }
 }

@@ -54,6 +54,7 @@ def write_scripts(root: Path) -> str:
         conf.append(f"<Location /wsgi/proxy_{name}>\n    WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Proto\n"
                     f"    WSGITrustedProxies {proxies}\n</Location>")
     conf.append(f"WSGIScriptAliasMatch ^/match/(hello|env) {scripts}/$1.wsgi")
+    conf.append(f"WSGIScriptAlias /dir/ {scripts}/")  # a directory of scripts
     conf.append("LimitRequestBody 0")
     conf.append("<Location /wsgi>\n    WSGIChunkedRequest On\n</Location>")
     conf.append("<Location /wsgi/nochunk>\n    WSGIChunkedRequest Off\n</Location>")
@@ -340,6 +341,12 @@ def test_script_reloading(server: Apache) -> None:
     ("/wsgi/proxy_untrusted", {"X-Forwarded-For": "1.1.1.1", "X-Forwarded-Proto": "https"}),
     ("/wsgi/auth_on", {"Authorization": "Basic eDp5", "Proxy-Authorization": "Basic eA=="}),
     ("/match/env/x", {}),
+    # The SCRIPT_NAME / PATH_INFO split: trailing slash, a bare slash, dot files, and a
+    # directory of scripts (split by Apache's directory walk, not by mod_py).
+    ("/wsgi/env/a/b/?q", {}),
+    ("/wsgi/env/", {}),
+    ("/wsgi/env/.x/..y/", {}),
+    ("/dir/env.wsgi/x//y/", {}),
 ])
 def test_same_environ_as_mod_wsgi(path: str, headers: dict[str, str]) -> None:
     """Same config, same request, to mod_wsgi 4.9 and to mod_py: same environ."""
