@@ -7,12 +7,15 @@ listening UNIX socket on the file descriptor named by ``MODPY_DAEMON_FD`` and th
 group's secret, and send requests in the frames of ``src/daemon/protocol.rs``; this process
 runs the WSGI application and streams the response back.
 
-Threads: ``threads`` worker threads wait together on one epoll set (the listening socket and
-every idle connection, each armed for one event at a time); the thread the kernel wakes serves
-that request and re-arms the connection. An idle connection never holds a thread.
+Threads: one epoll set holds the listening socket and every idle connection, each armed for
+one event at a time. One of the ``threads`` worker threads, the leader, waits on it and serves
+request after request; the others stand by until a request outlasts a short timer (it blocks,
+or is slow), when one of them takes the lead (``Worker.lead``). An idle connection never holds
+a thread.
 """
 from __future__ import annotations
 
+import errno
 import faulthandler
 import logging
 import os
@@ -41,6 +44,8 @@ HELLO, HELLO_OK = 1, 2
 REQUEST, READ, BODY, BODY_ERROR = 10, 11, 12, 13
 START, DATA, END, ABORT = 20, 21, 22, 23
 EXIT_INACTIVE = 4  # see src/daemon/monitor.rs
+# A request running longer than this lets another thread take the next ones (Worker.leader).
+PROMOTE_AFTER = 0.001
 KINDS = {HELLO, HELLO_OK, REQUEST, READ, BODY, BODY_ERROR, START, DATA, END, ABORT}
 
 _header = struct.Struct(">BBHI")
@@ -51,6 +56,135 @@ HOP_BY_HOP = {
 }
 
 log = logging.getLogger("modpy.daemon")
+
+
+class _NoWait:
+    """recv/send/epoll_ctl that keep the GIL: libc called through ctypes.PyDLL (which does not
+    release the GIL), non-blocking, for the calls that never wait: reading a frame epoll said
+    is there, writing a response the socket buffer has room for, re-arming a connection.
+
+    Why: every socket method releases the GIL, and a worker thread waiting for it takes it
+    then (a hand-over between threads, often across CPUs). With 8 threads and several
+    requests in flight that happened several times per request, and cost more CPU than the
+    request itself. Keeping the GIL, a thread lets go of it only when it waits for work
+    (epoll) or when a call would block (then the socket methods are used). None of the
+    three is available (no ctypes, another platform): the socket methods are used throughout.
+    """
+
+    def __init__(self) -> None:
+        import ctypes
+
+        libc = ctypes.PyDLL(None, use_errno=True)
+        self.get_errno = ctypes.get_errno
+        self.string_at = ctypes.string_at
+        self.recv = libc.recv
+        self.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        self.recv.restype = ctypes.c_ssize_t
+        self.send = libc.send
+        self.send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
+        self.send.restype = ctypes.c_ssize_t
+        self.epoll_ctl = libc.epoll_ctl
+        self.epoll_ctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        self.epoll_ctl.restype = ctypes.c_int
+
+        # struct epoll_event: events, then a 64-bit data union whose int member select.epoll
+        # reads back as the fd; packed on x86-64 only.
+        fields = [("events", ctypes.c_uint32), ("data", ctypes.c_uint64)]
+        if os.uname().machine == "x86_64":
+            class EpollEvent(ctypes.Structure):
+                _pack_ = 1
+                _fields_ = fields
+        else:
+            class EpollEvent(ctypes.Structure):  # type: ignore[no-redef]
+                _fields_ = fields
+        self.fd_shift = 0 if sys.byteorder == "little" else 32
+
+        self.EpollEvent = EpollEvent
+
+        class Timespec(ctypes.Structure):
+            _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+        class Itimerspec(ctypes.Structure):
+            _fields_ = [("interval", Timespec), ("value", Timespec)]
+
+        self.Itimerspec = Itimerspec
+        self.timerfd_create = libc.timerfd_create
+        self.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
+        self.timerfd_create.restype = ctypes.c_int
+        self.timerfd_settime = libc.timerfd_settime
+        self.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        self.timerfd_settime.restype = ctypes.c_int
+        self.byref = ctypes.byref
+        self.buf = ctypes.create_string_buffer(65536)
+        self.buf_lock = threading.Lock()
+        self.MSG_DONTWAIT = 0x40
+        self.MSG_NOSIGNAL = 0x4000
+
+    def try_recv(self, fd: int, n: int) -> Optional[bytes]:
+        """Up to n bytes (at most 64 KiB) if some are there now; None if the call would
+        block; b"" at end of file. OSError on an error."""
+        n = min(n, 65536)
+        with self.buf_lock:
+            got = self.recv(fd, self.buf, n, self.MSG_DONTWAIT)
+            if got >= 0:
+                return self.string_at(self.buf, got)
+        err = self.get_errno()
+        if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+            return None
+        raise OSError(err, os.strerror(err))
+
+    def try_send(self, fd: int, data: bytes) -> int:
+        """How many bytes of data went out now (0 if the call would block)."""
+        sent = self.send(fd, data, len(data), self.MSG_DONTWAIT | self.MSG_NOSIGNAL)
+        if sent >= 0:
+            return sent
+        err = self.get_errno()
+        if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+            return 0
+        raise OSError(err, os.strerror(err))
+
+    def timer(self, seconds: float) -> "Timer":
+        fd = self.timerfd_create(time.CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            err = self.get_errno()
+            raise OSError(err, os.strerror(err))
+        ns = int(seconds * 1e9)
+        return Timer(self, fd, self.Itimerspec((0, 0), (ns // 1_000_000_000, ns % 1_000_000_000)))
+
+    def rearm(self, epfd: int, fd: int, events: int) -> None:
+        ev = self.EpollEvent(events, fd << self.fd_shift)
+        if self.epoll_ctl(epfd, 3, fd, self.byref(ev)) != 0:  # EPOLL_CTL_MOD
+            err = self.get_errno()
+            raise OSError(err, os.strerror(err))
+
+
+class Timer:
+    """A one-shot timerfd set and cleared with the GIL held (about a microsecond each)."""
+
+    def __init__(self, nowait: _NoWait, fd: int, spec: Any) -> None:
+        self.fd = fd
+        self.settime = nowait.timerfd_settime
+        self.byref = nowait.byref
+        self.armed = spec
+        self.disarmed = nowait.Itimerspec((0, 0), (0, 0))
+
+    def arm(self) -> None:
+        self.settime(self.fd, 0, self.byref(self.armed), None)
+
+    def disarm(self) -> None:
+        self.settime(self.fd, 0, self.byref(self.disarmed), None)
+
+    def consume(self) -> None:
+        try:
+            os.read(self.fd, 8)
+        except OSError:  # read by another thread already (EAGAIN)
+            pass
+
+
+try:
+    _nowait: Optional[_NoWait] = _NoWait() if sys.platform.startswith("linux") and sys.implementation.name == "cpython" else None
+except (ImportError, OSError, AttributeError):
+    _nowait = None
 
 
 class ProtocolError(Exception):
@@ -161,6 +295,7 @@ class Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.fd = sock.fileno()
         self.buf = bytearray()
         self.out = bytearray()
         self.greeted = False
@@ -170,7 +305,10 @@ class Connection:
 
     def _fill(self, n: int) -> None:
         while len(self.buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self.buf)))
+            want = max(65536, n - len(self.buf))
+            chunk = _nowait.try_recv(self.fd, want) if _nowait is not None else None
+            if chunk is None:
+                chunk = self.sock.recv(want)
             if not chunk:
                 raise EOFError
             self.buf += chunk
@@ -219,8 +357,10 @@ class Connection:
 
     def flush(self) -> None:
         if self.out:
-            out, self.out = self.out, bytearray()
-            self.sock.sendall(out)
+            out, self.out = bytes(self.out), bytearray()
+            sent = _nowait.try_send(self.fd, out) if _nowait is not None else 0
+            if sent < len(out):
+                self.sock.sendall(out[sent:] if sent else out)
 
     def send(self, kind: int, payload: bytes = b"") -> None:
         self.queue(kind, payload)
@@ -502,10 +642,27 @@ class Worker:
     def __init__(self, settings: Settings, listener: socket.socket) -> None:
         self.s = settings
         self.listener: Optional[socket.socket] = listener
-        # One epoll shared by every worker thread, each fd armed for one event at a time
-        # (EPOLLONESHOT): the kernel wakes exactly one thread per request, which serves it and
-        # re-arms the fd. No dispatcher thread, no queue: one wake-up each way per request.
+        # One epoll for the listener and every idle connection, each fd armed for one event
+        # at a time (EPOLLONESHOT): a thread that takes a request serves it and re-arms the fd.
         self.epoll = select.epoll()
+        # Who waits on it: one thread, the leader, serves request after request (as one
+        # thread would: no hand-over of the GIL, no sleeping and waking between requests when
+        # they come back to back). The other threads stand by, asleep on a timer the leader
+        # sets at the start of each request: a request that runs longer than PROMOTE_AFTER
+        # (the app waits on a database, or is slow) wakes one of them, which becomes the
+        # leader and serves what comes next; the old leader stands by once done. So all
+        # `threads` serve at once when requests block, and one serves when they do not.
+        # Without a timerfd (no ctypes): every thread waits on the epoll, as before.
+        self.leader: Optional[int] = None
+        self.timer: Optional[Timer] = None
+        self.standby: Optional[select.epoll] = None
+        if _nowait is not None and settings.threads > 1:
+            try:
+                self.timer = _nowait.timer(PROMOTE_AFTER)
+                self.standby = select.epoll()
+                self.standby.register(self.timer.fd, select.EPOLLIN | select.EPOLLONESHOT)
+            except OSError:
+                self.timer = self.standby = None
         self.conns: dict[int, Connection] = {}
         self.busy: set[int] = set()
         self.stopping: Optional[float] = None  # deadline once stopping
@@ -624,7 +781,10 @@ class Worker:
                         pass
 
     def thread_main(self) -> None:
+        me = threading.get_ident()
         while True:
+            if self.standby is not None and not self.lead(me):
+                continue
             try:
                 events = self.epoll.poll(0.5, 1)
             except OSError:
@@ -641,7 +801,36 @@ class Worker:
                     except OSError:  # the listener was closed under us: stopping
                         pass
                 elif conn is not None:
+                    timer = self.timer
+                    if timer is not None:
+                        timer.arm()
                     self.serve_connection(fd, conn)
+                    if timer is not None and self.leader == me:
+                        timer.disarm()
+
+    def lead(self, me: int) -> bool:
+        """True when this thread is (or has just become) the leader; otherwise it stands by
+        until the leader's request outlasts the timer (or half a second passes)."""
+        assert self.standby is not None and self.timer is not None
+        with self.lock:
+            if self.leader is None:
+                self.leader = me
+            if self.leader == me:
+                return True
+        try:
+            events = self.standby.poll(0.5, 1)
+        except OSError:
+            return False
+        if events:
+            self.timer.consume()
+            with self.lock:
+                self.leader = me
+            try:
+                self.standby.modify(self.timer.fd, select.EPOLLIN | select.EPOLLONESHOT)
+            except OSError:
+                pass
+            return True
+        return False
 
     def serve_connection(self, fd: int, conn: Connection) -> None:
         """Serves the requests waiting on conn, then re-arms it (or drops it)."""
@@ -663,7 +852,10 @@ class Worker:
         with self.lock:
             self.busy.discard(fd)
             if keep and self.stopping is None:
-                self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                if _nowait is not None:
+                    _nowait.rearm(self.epoll.fileno(), fd, select.EPOLLIN | select.EPOLLONESHOT)
+                else:
+                    self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
             else:
                 self._forget(fd)
 

@@ -309,6 +309,36 @@ def test_inactivity_timeout_restarts_idle_process(apache: Callable[..., Apache])
     assert get_json(a)["pid"] != first
 
 
+def test_all_threads_serve_when_requests_block(apache: Callable[..., Apache]) -> None:
+    """One thread of a daemon process leads (serves request after request); a request that
+    blocks hands the lead to another thread, so `threads` blocking requests run at once and
+    a quick request is not queued behind them."""
+    # Enough Apache children under prefork for four requests at once from the start.
+    a = start(apache, """
+        WSGIDaemonProcess site processes=1 threads=4
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """, processes=6)
+    pid = get_json(a)["pid"]
+    results: list[int] = []
+
+    def slow() -> None:
+        results.append(a.get("/app/sleep?2", timeout=30)[0])
+
+    t0 = time.monotonic()
+    clients = [threading.Thread(target=slow) for _ in range(3)]
+    for t in clients:
+        t.start()
+    time.sleep(0.5)
+    quick = get_json(a)  # the fourth thread answers while three sleep
+    quick_at = time.monotonic() - t0
+    for t in clients:
+        t.join()
+    elapsed = time.monotonic() - t0
+    assert results == [200, 200, 200] and quick["pid"] == pid
+    # One after the other would take 6 s and answer the quick request after 6 s.
+    assert quick_at < 1.9 and elapsed < 4, (quick_at, elapsed)
+
+
 def test_request_timeout_gives_504_and_restarts(apache: Callable[..., Apache]) -> None:
     a = start(apache, """
         WSGIDaemonProcess site processes=1 threads=2 request-timeout=2
