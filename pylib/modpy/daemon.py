@@ -782,6 +782,16 @@ class Worker:
 
     def thread_main(self) -> None:
         me = threading.get_ident()
+        try:
+            self.serve_forever(me)
+        finally:
+            # A leader that ends (the epoll was closed) leaves the lead to a thread standing
+            # by, which takes it within half a second.
+            with self.lock:
+                if self.leader == me:
+                    self.leader = None
+
+    def serve_forever(self, me: int) -> None:
         while True:
             if self.standby is not None and not self.lead(me):
                 continue
