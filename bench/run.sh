@@ -16,6 +16,10 @@
 #         MODPY_SO=target/release/libmod_py.so   WSGI_SO=/usr/lib/apache2/modules/mod_wsgi.so
 #         QUIET=10 QUIET_MAX=120   before each measurement wait (at most 120 s) until the
 #                                  machine is <= 10% busy (shared machines; default 0: off)
+#         ROUNDS=1                 N > 1: every system N times, in alternating order (A B C,
+#                                  C B A, ...); RESULTS/<stamp>-rK.tsv per round, and
+#                                  <stamp>.tsv keeps per row the round with the median req/s,
+#                                  with the median CPU us/req (noisy shared machines)
 #         RESULTS=bench/results    KEEP=1 keeps the temp run directory
 # Report of saved runs:  python3 bench/lib/report.py bench/results/A.tsv bench/results/B.tsv
 set -euo pipefail

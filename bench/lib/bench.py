@@ -18,6 +18,7 @@ import pwd
 import resource
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -65,6 +66,7 @@ class Options:
     keep: bool
     quiet: int  # wait before each measurement until the machine is this % busy or less (0: no)
     quiet_max: int
+    rounds: int  # >1: every system measured this many times, in alternating order; medians kept
 
     @staticmethod
     def from_env() -> "Options":
@@ -86,6 +88,7 @@ class Options:
             keep=e("KEEP", "0") == "1",
             quiet=int(e("QUIET", "0")),
             quiet_max=int(e("QUIET_MAX", "120")),
+            rounds=max(1, int(e("ROUNDS", "1"))),
         )
 
 
@@ -406,6 +409,31 @@ def meta(opts: Options, run: Path) -> list[str]:
     ]
 
 
+def median_rows(rounds: list[list[list[str]]]) -> list[list[str]]:
+    """One row per (system, scenario): that of the round with the median req/s, with the
+    median CPU us/req of all rounds (each measured separately: a slow moment of the machine
+    in one round does not decide the comparison)."""
+    out: list[list[str]] = []
+    for row in rounds[0]:
+        key = (row[0], row[1])
+        same = [r for rnd in rounds for r in rnd if (r[0], r[1]) == key]
+        if row[1] == "idle" or any(r[2].startswith("FAIL") for r in same):
+            out.append(next((r for r in same if r[2].startswith("FAIL")), row))
+            continue
+        by_rate = sorted(same, key=lambda r: float(r[2]))
+        chosen = list(by_rate[(len(by_rate) - 1) // 2])
+        cpu = report.COLUMNS.index("cpu_us_req")
+        chosen[cpu] = f"{statistics.median(float(r[cpu]) for r in same):.1f}"
+        out.append(chosen)
+    return out
+
+
+def write_tsv(path: Path, lines: list[str], rows: list[list[str]]) -> None:
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n" + "\t".join(report.COLUMNS) + "\n")
+        fh.writelines("\t".join(row) + "\n" for row in rows)
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the Apache instance on the way out
     opts = Options.from_env()
@@ -420,14 +448,28 @@ def main() -> int:
     try:
         prepare(run, opts, log)
         lines = meta(opts, run)
-        with open(tsv, "w") as fh:
-            fh.write("\n".join(lines) + "\n" + "\t".join(report.COLUMNS) + "\n")
-        for name in opts.systems:
-            log(f"== {name}")
-            for row in bench_system(SYSTEMS[name], run, opts, log):
-                ok = ok and not row[2].startswith("FAIL")
-                with open(tsv, "a") as fh:
-                    fh.write("\t".join(row) + "\n")
+        rounds: list[list[list[str]]] = []
+        for n in range(1, opts.rounds + 1):
+            # Alternate the order (A B C, C B A, ...) so that a drift of the machine's speed
+            # during the run does not favour the systems measured first.
+            order = opts.systems if n % 2 else list(reversed(opts.systems))
+            rows: dict[str, list[list[str]]] = {}
+            for name in order:
+                log(f"== {name}" + (f" (round {n} of {opts.rounds})" if opts.rounds > 1 else ""))
+                rows[name] = bench_system(SYSTEMS[name], run, opts, log)
+                ok = ok and not any(row[2].startswith("FAIL") for row in rows[name])
+            rounds.append([row for name in opts.systems for row in rows[name]])
+            if opts.rounds > 1:
+                write_tsv(tsv.with_name(f"{tsv.stem}-r{n}.tsv"), lines + [f"# round {n} of {opts.rounds}"], rounds[-1])
+        if opts.rounds > 1:
+            names = ", ".join(f"{tsv.stem}-r{n}.tsv" for n in range(1, opts.rounds + 1))
+            lines.append(f"# ROUNDS={opts.rounds}: each row is the round with the median req/s, with the "
+                         f"median CPU us/req of the rounds; the rounds: {names}")
+            write_tsv(tsv, lines, median_rows(rounds))
+            print(report.compare([report.load(tsv.with_name(f"{tsv.stem}-r{n}.tsv"))
+                                  for n in range(1, opts.rounds + 1)]), flush=True)
+        else:
+            write_tsv(tsv, lines, rounds[0])
         print(report.render(tsv), flush=True)
         log(f"results: {tsv}")
     finally:
