@@ -329,6 +329,46 @@ int modpy_cgi_request_uri_is_current(request_rec *r)
     return rule && !strcmp(rule, "current-uri");
 }
 
+/* ap_get_client_block, line for line (httpd 2.4 http_filters.c), but the status of the read
+ * is kept in *status instead of lost: the caller can then tell a client that closed the
+ * connection from one that timed out. */
+long modpy_get_client_block(request_rec *r, char *buffer, apr_size_t bufsiz,
+                            apr_status_t *status)
+{
+    apr_bucket_brigade *bb;
+    apr_status_t rv;
+
+    *status = APR_SUCCESS;
+    if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0)) {
+        return 0;
+    }
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, bufsiz);
+    *status = rv;
+    if (rv == AP_FILTER_ERROR) {
+        /* a filter has answered the client already */
+        apr_brigade_destroy(bb);
+        return -1;
+    }
+    if (rv != APR_SUCCESS) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        apr_brigade_destroy(bb);
+        return -1;
+    }
+    if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
+        r->remaining = r->read_chunked ? -1 : 0;
+    }
+    rv = apr_brigade_flatten(bb, buffer, &bufsiz);
+    if (rv != APR_SUCCESS) {
+        *status = rv;
+        apr_brigade_destroy(bb);
+        return -1;
+    }
+    r->read_length += bufsiz;
+    apr_brigade_destroy(bb);
+    return (long)bufsiz;
+}
+
 /* ---- mod_python's SSI element: <!--#python exec="..."--> / <!--#python eval="..."--> ---- */
 #include "mod_include.h"
 

@@ -168,6 +168,8 @@ void modpy_process_note_set(server_rec *s, const char *key, const char *value);
 const char *modpy_server_root(void);
 int modpy_exists_config_define(const char *name);
 int modpy_cgi_request_uri_is_current(request_rec *r);
+long modpy_get_client_block(request_rec *r, char *buffer, apr_size_t bufsiz,
+                            apr_status_t *status);
 /* DefaultRuntimeDir-relative path. */
 const char *modpy_runtime_dir_relative(apr_pool_t *p, const char *name);
 

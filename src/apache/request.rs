@@ -140,8 +140,37 @@ pub enum Error {
     Gone(Gone),
     Io(IoError),
     Http(i32),
-    /// Reading the request body failed; the text says why as far as Apache lets us know.
-    Body(&'static str),
+    /// Reading the request body failed; the text says why.
+    Body(String),
+}
+
+/// Why a request body read failed, from what the input filters returned.
+fn body_read_failure(answered: bool, status: sys::apr_status_t) -> String {
+    const FAILED: &str = "reading the request body failed";
+    if answered {
+        return format!(
+            "{FAILED}: Apache has answered the client with an error (body over \
+             LimitRequestBody or malformed chunked encoding)"
+        );
+    }
+    let closed = [
+        sys::APR_EOF as i32,
+        sys::APR_INCOMPLETE as i32,
+        libc::ECONNRESET,
+        libc::EPIPE,
+    ];
+    if closed.contains(&status) {
+        return format!("{FAILED}: the client closed the connection before sending the whole body");
+    }
+    if status == sys::APR_TIMEUP as i32 || status == libc::ETIMEDOUT {
+        return format!(
+            "{FAILED}: timed out waiting for the client (Timeout / RequestReadTimeout)"
+        );
+    }
+    format!(
+        "{FAILED}: client read error: {} ({status})",
+        super::log::strerror(status)
+    )
 }
 
 impl From<Gone> for Error {
@@ -737,13 +766,15 @@ impl<'a> RequestRef<'a> {
         self.setup_body()?;
         let mut got = 0;
         while got < buf.len() {
-            // SAFETY: ap_get_client_block writes at most buf.len()-got bytes into buf[got..]
-            // and never reads them.
+            let mut status: sys::apr_status_t = 0;
+            // SAFETY: modpy_get_client_block (ap_get_client_block keeping the status) writes
+            // at most buf.len()-got bytes into buf[got..] and never reads them.
             let n = unsafe {
-                sys::ap_get_client_block(
+                sys::modpy_get_client_block(
                     self.r,
                     buf[got..].as_mut_ptr() as *mut c_char,
                     buf.len() - got,
+                    &mut status,
                 )
             };
             match n {
@@ -754,16 +785,10 @@ impl<'a> RequestRef<'a> {
                     // On a timeout or a lost client nothing was sent, and the handler's error
                     // can still be the answer.
                     let r = self.rec();
-                    let answered = r.sent_bodyct != 0 || r.eos_sent != 0;
+                    let answered =
+                        status == sys::AP_FILTER_ERROR || r.sent_bodyct != 0 || r.eos_sent != 0;
                     self.state().body_failed = answered;
-                    return Err(Error::Body(if answered {
-                        "reading the request body failed: Apache has answered the client with an \
-                         error (body over LimitRequestBody or malformed chunked encoding)"
-                    } else if self.connection().get().is_ok_and(|c| c.aborted()) {
-                        "reading the request body failed: the client closed the connection"
-                    } else {
-                        "reading the request body failed: client read error (timeout?)"
-                    }));
+                    return Err(Error::Body(body_read_failure(answered, status)));
                 }
                 n => got += n as usize,
             }

@@ -265,6 +265,18 @@ def test_close_called_and_client_disconnect(server: Apache) -> None:
     assert server.get("/wsgi/hello")[0] == 200
 
 
+def test_client_leaving_mid_upload_is_logged_as_such(server: Apache) -> None:
+    """A client that closes the connection part-way through its body: the application's
+    read fails with an error that says so (not a timeout), and Apache carries on."""
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST /wsgi/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+    time.sleep(0.3)
+    s.close()
+    wait_log(server, "the client closed the connection before sending the whole body")
+    assert "timeout?" not in server.log_text()
+    assert server.get("/wsgi/hello")[0] == 200
+
+
 @pytest.mark.parametrize("name,fault", [
     ("str_body", "response item 0 is str, not bytes"),
     ("bad_status", "status \"OK\" does not start with a three-digit code"),
