@@ -829,7 +829,8 @@ class Worker:
                 return True
         try:
             events = self.standby.poll(0.5, 1)
-        except OSError:
+        except OSError:  # not expected (the standby epoll is never closed): do not spin
+            time.sleep(0.5)
             return False
         if events:
             self.timer.consume()
