@@ -128,34 +128,38 @@ class _NoWait:
             got = self.recv(fd, self.buf, n, self.MSG_DONTWAIT)
             if got >= 0:
                 return self.string_at(self.buf, got)
-        err = self.get_errno()
-        if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-            return None
-        raise OSError(err, os.strerror(err))
+        self.raise_unless_would_block()
+        return None
 
     def try_send(self, fd: int, data: bytes) -> int:
         """How many bytes of data went out now (0 if the call would block)."""
         sent = self.send(fd, data, len(data), self.MSG_DONTWAIT | self.MSG_NOSIGNAL)
         if sent >= 0:
             return sent
-        err = self.get_errno()
-        if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-            return 0
-        raise OSError(err, os.strerror(err))
+        self.raise_unless_would_block()
+        return 0
 
     def timer(self, seconds: float) -> "Timer":
         fd = self.timerfd_create(time.CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
-            err = self.get_errno()
-            raise OSError(err, os.strerror(err))
+            raise self.error()
         ns = int(seconds * 1e9)
         return Timer(self, fd, self.Itimerspec((0, 0), (ns // 1_000_000_000, ns % 1_000_000_000)))
 
     def rearm(self, epfd: int, fd: int, events: int) -> None:
         ev = self.EpollEvent(events, fd << self.fd_shift)
         if self.epoll_ctl(epfd, 3, fd, self.byref(ev)) != 0:  # EPOLL_CTL_MOD
-            err = self.get_errno()
-            raise OSError(err, os.strerror(err))
+            raise self.error()
+
+    def error(self) -> OSError:
+        """The failed call's errno as an OSError (ECONNRESET gives ConnectionResetError...)."""
+        err = self.get_errno()
+        return OSError(err, os.strerror(err))
+
+    def raise_unless_would_block(self) -> None:
+        """After a failed non-blocking call: returns if it only would have blocked."""
+        if self.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+            raise self.error()
 
 
 class Timer:

@@ -833,6 +833,16 @@ impl<'a> RequestRef<'a> {
         unsafe { sys::ap_add_cgi_vars(self.r) }
     }
 
+    /// The CGI variables of a WSGI environ, in r->subprocess_env (returned):
+    /// ap_add_common_vars, then add_cgi_vars_without_path_translated. The embedded handler and
+    /// the daemon client both start their environ from it.
+    pub fn add_wsgi_cgi_vars(&self) -> Result<Table, Gone> {
+        let env = self.table(TableField::SubprocessEnv);
+        self.add_common_vars();
+        self.add_cgi_vars_without_path_translated(&env)?;
+        Ok(env)
+    }
+
     /// What ap_add_cgi_vars sets, into `env`, except PATH_TRANSLATED: GATEWAY_INTERFACE,
     /// SERVER_PROTOCOL, REQUEST_METHOD, QUERY_STRING, REQUEST_URI (as `CGIVar` says),
     /// SCRIPT_NAME and PATH_INFO. Apache finds PATH_TRANSLATED by running a whole subrequest

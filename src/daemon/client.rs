@@ -324,9 +324,9 @@ fn check_script_owner(g: &Group, path: &str) -> Result<(), String> {
 /// The REQUEST payload: the CGI variables Apache gives, as the embedded environ has them,
 /// plus the mod_wsgi.* keys (wsgi.* objects are made by the worker).
 fn environ(r: &RequestRef<'_>, g: &Group, t: &Target) -> Vec<u8> {
-    let env = r.table(TableField::SubprocessEnv);
-    r.add_common_vars();
-    let _ = r.add_cgi_vars_without_path_translated(&env);
+    let env = r
+        .add_wsgi_cgi_vars()
+        .unwrap_or_else(|_| r.table(TableField::SubprocessEnv));
     if t.pass_authorization {
         if let Ok(Some(auth)) = r.table(TableField::HeadersIn).get(b"Authorization") {
             let _ = env.set(b"HTTP_AUTHORIZATION", &auth);

@@ -46,9 +46,7 @@ fn build_environ<'py>(
     info: &AppInfo<'_>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let r = req.get().map_err(gone)?;
-    let env = r.table(TableField::SubprocessEnv);
-    r.add_common_vars();
-    r.add_cgi_vars_without_path_translated(&env).map_err(gone)?;
+    let env = r.add_wsgi_cgi_vars().map_err(gone)?;
     environ_from(py, &r, env, Some(pyreq), info)
 }
 
