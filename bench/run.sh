@@ -13,6 +13,9 @@
 #         MPM=event|worker|prefork (event, worker: 2x8 threads; prefork: 16 processes)
 #         SYSTEMS="apache_c mod_python modpy_handler modpy_brigade wsgi_embedded modpy_wsgi static"
 #         PIN=0|1                  1: server on CPU 1, wrk on CPU 0
+#         SCHED=other|batch        batch: every server runs under SCHED_BATCH (chrt --batch,
+#                                  as systemd's CPUSchedulingPolicy=batch): no wake-up
+#                                  preemption between Apache's threads and daemon workers
 #         MODPY_SO=target/release/libmod_py.so   WSGI_SO=/usr/lib/apache2/modules/mod_wsgi.so
 #         QUIET=10 QUIET_MAX=120   before each measurement wait (at most 120 s) until the
 #                                  machine is <= 10% busy (shared machines; default 0: off)

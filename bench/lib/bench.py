@@ -5,7 +5,7 @@ own Apache, check every scenario's response byte for byte, then per scenario war
 and measure (DUR s) with wrk, reading the CPU time and memory of the server's whole process
 tree from /proc; stop it by PID. Writes RESULTS/<stamp>.tsv (+ .log) and prints the report.
 
-Environment: DUR WARM CONNS THREADS MPM SYSTEMS PIN MODPY_SO WSGI_SO RESULTS KEEP QUIET QUIET_MAX
+Environment: DUR WARM CONNS THREADS MPM SYSTEMS PIN SCHED MODPY_SO WSGI_SO RESULTS KEEP QUIET QUIET_MAX
 (see run.sh).
 """
 from __future__ import annotations
@@ -60,6 +60,7 @@ class Options:
     mpm: str
     systems: list[str]
     pin: bool
+    sched: str  # "other" or "batch": every server (all its processes) under that policy
     modpy_so: str
     wsgi_so: str
     results: Path
@@ -74,6 +75,9 @@ class Options:
         mpm = e("MPM", "event")
         if mpm not in ("event", "worker", "prefork"):
             sys.exit(f"MPM={mpm}: expected event, worker or prefork")
+        sched = e("SCHED", "other")
+        if sched not in ("other", "batch"):
+            sys.exit(f"SCHED={sched}: expected other or batch")
         return Options(
             dur=int(e("DUR", "10")),
             warm=int(e("WARM", "3")),
@@ -82,6 +86,7 @@ class Options:
             mpm=mpm,
             systems=e("SYSTEMS", DEFAULT_SYSTEMS).split(),
             pin=e("PIN", "0") == "1",
+            sched=sched,
             modpy_so=os.path.abspath(e("MODPY_SO", str(REPO / "target/release/libmod_py.so"))),
             wsgi_so=e("WSGI_SO", f"{MODS}/mod_wsgi.so"),
             results=Path(e("RESULTS", str(BENCH / "results"))).resolve(),
@@ -172,7 +177,10 @@ class Server:
         )
         self.conf.chmod(0o644)
         self.env = dict(CLEAN_ENV, MODPY_PYLIB=str(run / "pylib"))
-        self.pin = ["taskset", "-c", "1"] if opts.pin else []
+        self.prefix = ["taskset", "-c", "1"] if opts.pin else []
+        # As systemd's CPUSchedulingPolicy=batch would: Apache and all it forks and execs.
+        if opts.sched == "batch":
+            self.prefix = ["chrt", "--batch", "0", *self.prefix]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -207,7 +215,7 @@ class Server:
         """Starts Apache; returns None once the first scenario answers 200, else why not."""
         out = open(self.root / "stdout.log", "wb")
         self.proc = subprocess.Popen(
-            [*self.pin, APACHE2, "-f", str(self.conf), "-DFOREGROUND"],
+            [*self.prefix, APACHE2, "-f", str(self.conf), "-DFOREGROUND"],
             env=self.env, start_new_session=True, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         )
         out.close()
@@ -402,7 +410,7 @@ def meta(opts: Options, run: Path) -> list[str]:
     load = open("/proc/loadavg").read().split()[:3]
     return [
         f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')}  DUR={opts.dur}s WARM={opts.warm}s wrk -t{opts.threads} "
-        f"-c{opts.conns} PIN={int(opts.pin)} QUIET={opts.quiet}  {os.cpu_count()} CPUs  loadavg {' '.join(load)}",
+        f"-c{opts.conns} PIN={int(opts.pin)} SCHED={opts.sched} QUIET={opts.quiet}  {os.cpu_count()} CPUs  loadavg {' '.join(load)}",
         f"# {sh(APACHE2, '-v').splitlines()[0].replace('Server version: ', '')}, mpm_{opts.mpm} "
         f"{'16x1' if opts.mpm == 'prefork' else '2x8'}; {pkgs} python {platform.python_version()} (driver)",
         f"# mod_py {commit}: {so_info}; wrk {(sh('wrk', '-v').split() or ['?', '?'])[1]}",

@@ -281,11 +281,14 @@ pub struct Spawn<'a> {
     pub home: Option<&'a str>,
     pub umask: Option<u32>,
     pub cpu_seconds: u64,
+    /// Nice value (0: unchanged) and `sched_setscheduler` policy, set while still root.
+    pub cpu_priority: i32,
+    pub cpu_policy: i32,
     pub memory_bytes: u64,
     pub virtual_memory_bytes: u64,
 }
 
-/// Forks and execs a daemon worker: rlimits, chroot, groups, gid, uid (in that order, and
+/// Forks and execs a daemon worker: rlimits, nice and scheduling policy, chroot, groups, gid, uid (in that order, and
 /// any failure ends the child with a log line before anything runs as the wrong user), then
 /// the working directory, umask, fd 3, and exec. Returns the child's pid.
 pub fn spawn_worker(s: &Spawn<'_>, name: &str) -> std::io::Result<i32> {
@@ -336,6 +339,26 @@ pub fn spawn_worker(s: &Spawn<'_>, name: &str) -> std::io::Result<i32> {
                     || !limit(libc::RLIMIT_AS, s.virtual_memory_bytes)
                 {
                     fail("cannot set resource limits");
+                }
+                // As mod_wsgi does for cpu-priority: a failure is logged, the worker starts.
+                let warn = |what: &str| {
+                    let err = std::io::Error::last_os_error();
+                    eprintln!(
+                        "{} mod_py: daemon process '{name}' (pid {}): {what}: {err}",
+                        log_prefix("warn"),
+                        getpid()
+                    );
+                };
+                if s.cpu_priority != 0
+                    && libc::setpriority(libc::PRIO_PROCESS, 0, s.cpu_priority) != 0
+                {
+                    warn(&format!("cannot set cpu-priority={}", s.cpu_priority));
+                }
+                let param = libc::sched_param { sched_priority: 0 };
+                if s.cpu_policy != libc::SCHED_OTHER
+                    && libc::sched_setscheduler(0, s.cpu_policy, &param) != 0
+                {
+                    warn("cannot set cpu-policy");
                 }
                 if let Some(dir) = &chroot_c {
                     if libc::chroot(dir.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {

@@ -30,6 +30,10 @@ pub struct DaemonGroup {
     pub shutdown_timeout: Duration,
     pub deadlock_timeout: Duration,
     pub cpu_time_limit: u64,
+    /// `cpu-priority=`: the workers' nice value (mod_wsgi's option; 0 leaves it alone).
+    pub cpu_priority: i32,
+    /// `cpu-policy=`: the workers' Linux scheduling policy (mod_py's; see [`CpuPolicy`]).
+    pub cpu_policy: CpuPolicy,
     pub memory_limit: u64,
     pub virtual_memory_limit: u64,
     pub connect_timeout: Duration,
@@ -40,6 +44,32 @@ pub struct DaemonGroup {
     pub script_user: Option<String>,
     pub script_group: Option<String>,
     pub socket_user: Option<String>,
+}
+
+/// The scheduling policy daemon workers run under (sched(7)); the default is the system's.
+/// `batch` and `idle` are for groups that should yield the CPU to the rest of the server
+/// (batch: fair share but no wake-up preemption; idle: only spare CPU). Measured on the
+/// bench, `batch` for the workers alone changes nothing; for the whole server (systemd's
+/// `CPUSchedulingPolicy=batch`) see bench/README.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPolicy {
+    /// SCHED_OTHER, what every process gets by default.
+    Other,
+    /// SCHED_BATCH: fair share, no wake-up preemption.
+    Batch,
+    /// SCHED_IDLE: runs only when nothing else wants the CPU (background groups).
+    Idle,
+}
+
+impl CpuPolicy {
+    /// The `sched_setscheduler` constant.
+    pub fn sched_policy(self) -> i32 {
+        match self {
+            CpuPolicy::Other => libc::SCHED_OTHER,
+            CpuPolicy::Batch => libc::SCHED_BATCH,
+            CpuPolicy::Idle => libc::SCHED_IDLE,
+        }
+    }
 }
 
 impl DaemonGroup {
@@ -71,6 +101,8 @@ impl DaemonGroup {
             shutdown_timeout: Duration::from_secs(5),
             deadlock_timeout: Duration::from_secs(300),
             cpu_time_limit: 0,
+            cpu_priority: 0,
+            cpu_policy: CpuPolicy::Other,
             memory_limit: 0,
             virtual_memory_limit: 0,
             connect_timeout: Duration::from_secs(15),
@@ -179,6 +211,27 @@ pub fn parse_daemon_process(words: &[String]) -> Result<DaemonGroup, String> {
             "shutdown-timeout" => g.shutdown_timeout = secs(key, v)?,
             "deadlock-timeout" => g.deadlock_timeout = secs(key, v)?,
             "cpu-time-limit" => g.cpu_time_limit = number(key, v, 0u64)?,
+            "cpu-priority" => {
+                g.cpu_priority = v
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|n| (-20..=19).contains(n))
+                    .ok_or_else(|| {
+                        format!("cpu-priority= expects a nice value from -20 to 19, not '{v}'")
+                    })?
+            }
+            "cpu-policy" => {
+                g.cpu_policy = match v {
+                    "other" | "normal" => CpuPolicy::Other,
+                    "batch" => CpuPolicy::Batch,
+                    "idle" => CpuPolicy::Idle,
+                    _ => {
+                        return Err(format!(
+                            "cpu-policy= expects batch, other or idle, not '{v}'"
+                        ))
+                    }
+                }
+            }
             "memory-limit" => g.memory_limit = number(key, v, 0u64)?,
             "virtual-memory-limit" => g.virtual_memory_limit = number(key, v, 0u64)?,
             "connect-timeout" => g.connect_timeout = secs(key, v)?,
@@ -215,6 +268,31 @@ mod tests {
         assert_eq!(g.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(g.connect_timeout, Duration::from_secs(15));
         assert_eq!(g.maximum_requests, 0);
+        assert_eq!((g.cpu_priority, g.cpu_policy), (0, CpuPolicy::Other));
+    }
+
+    #[test]
+    fn cpu_options() {
+        let g = parse("g cpu-priority=-5 cpu-policy=batch").unwrap();
+        assert_eq!((g.cpu_priority, g.cpu_policy), (-5, CpuPolicy::Batch));
+        assert_eq!(
+            parse("g cpu-policy=other").unwrap().cpu_policy,
+            CpuPolicy::Other
+        );
+        assert_eq!(
+            parse("g cpu-policy=idle").unwrap().cpu_policy,
+            CpuPolicy::Idle
+        );
+        assert_eq!(CpuPolicy::Batch.sched_policy(), libc::SCHED_BATCH);
+        assert!(parse("g cpu-priority=20")
+            .unwrap_err()
+            .contains("-20 to 19"));
+        assert!(parse("g cpu-priority=x")
+            .unwrap_err()
+            .contains("cpu-priority"));
+        assert!(parse("g cpu-policy=fifo")
+            .unwrap_err()
+            .contains("batch, other or idle"));
     }
 
     #[test]

@@ -226,6 +226,8 @@ fn spawn(g: &Group, index: u32, activity: Option<&str>) -> Result<i32, String> {
         home: c.home.as_deref(),
         umask: c.umask,
         cpu_seconds: c.cpu_time_limit,
+        cpu_priority: c.cpu_priority,
+        cpu_policy: c.cpu_policy.sched_policy(),
         memory_bytes: c.memory_limit,
         virtual_memory_bytes: c.virtual_memory_limit,
     };

@@ -43,6 +43,7 @@ def application(environ, start_response):
         "group": environ["mod_wsgi.process_group"],
         "version": sys.version.split()[0], "implementation": sys.implementation.name,
         "preloaded": "preload_marker" in sys.modules, "prefix": sys.prefix,
+        "policy": os.sched_getscheduler(0), "nice": os.getpriority(os.PRIO_PROCESS, 0),
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
@@ -143,7 +144,7 @@ def test_daemon_process_serves_as_its_user(apache: Callable[..., Apache], mpm: s
     nobody = pwd.getpwnam("nobody")
     a = start(apache, """
         WSGIDaemonProcess site processes=2 threads=3 display-name=%{GROUP}
-        WSGIDaemonProcess other processes=1 threads=2 user=nobody group=nogroup
+        WSGIDaemonProcess other processes=1 threads=2 user=nobody group=nogroup cpu-priority=5 cpu-policy=batch
         WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site application-group=%{GLOBAL}
         WSGIScriptAlias /other @ROOT@/app.wsgi process-group=other
         """)
@@ -152,6 +153,14 @@ def test_daemon_process_serves_as_its_user(apache: Callable[..., Apache], mpm: s
     assert site["uid"] == pwd.getpwnam("www-data").pw_uid
     other = get_json(a, "/other")
     assert other["group"] == "other" and (other["uid"], other["gid"]) == (nobody.pw_uid, nobody.pw_gid)
+    # cpu-priority= (mod_wsgi's nice value) and cpu-policy= apply to every thread of the
+    # group's workers; the other group keeps the system's defaults.
+    assert (site["policy"], site["nice"]) == (os.SCHED_OTHER, 0)
+    assert (other["policy"], other["nice"]) == (os.SCHED_BATCH, 5)
+    assert workers(a, "other")
+    for pid in workers(a, "other"):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            assert os.sched_getscheduler(int(task.name)) == os.SCHED_BATCH, (pid, task.name)
     # display-name=%{GROUP} names the processes "(wsgi:site)" in ps.
     out = subprocess.run(["ps", "-eo", "comm,args"], capture_output=True, text=True).stdout
     assert any(line.startswith("(wsgi:site) ") and line.endswith(" -m modpy.daemon (wsgi:site)")
