@@ -233,12 +233,18 @@ class Server:
         return f"no 200 from {first} within {timeout:.0f} s"
 
     def stop(self) -> None:
-        """SIGTERM the parent, wait; then SIGKILL any process of the tree still alive, by PID."""
+        """graceful-stop (SIGWINCH), then SIGTERM, each waited for; then SIGKILL any process of
+        the tree still alive, by PID. Not SIGTERM first: mpm_event's ungraceful stop closes
+        the sockets of busy worker threads under them (EBADF in whatever request a wrk
+        connection left behind) and now and then segfaults in close_worker_sockets, for
+        every system alike (tests/e2e/harness.py does the same)."""
         if self.proc is None:
             return
         tree = proctree.pids(self.pid)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        for sig in (signal.SIGWINCH, signal.SIGTERM):
+            if self.proc.poll() is not None:
+                break
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
