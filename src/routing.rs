@@ -3,7 +3,7 @@
 
 use crate::apache::hooks::{self, HookRequest, Order, PostConfigHook, RequestHook};
 use crate::apache::pool::Pool;
-use crate::apache::request::{StrField, TableField};
+use crate::apache::request::{FileKind, StrField, TableField};
 use crate::apache::Server;
 
 const OK: i32 = crate::sys::OK as i32;
@@ -34,8 +34,15 @@ impl RequestHook for WsgiScriptAlias {
         let Ok(r) = req.get() else {
             return DECLINED;
         };
-        if let Some(path_info) = route.path_info() {
+        // Only for a script that is a regular file: for a directory of scripts
+        // (`WSGIScriptAlias /app /srv/scripts`), the walk would refuse an absolute path_info
+        // (AH00033, 500) and has to find the script in the rest itself. The stat lands in
+        // r->finfo, so the walk does not repeat it.
+        let fast = route.path_info().filter(|_| {
             let _ = r.set_str_field(StrField::Filename, Some(&route.script));
+            r.stat_filename_if_file() == FileKind::File
+        });
+        if let Some(path_info) = fast {
             let _ = r.set_str_field(StrField::PathInfo, Some(path_info));
         } else {
             let _ = r.set_str_field(StrField::Filename, Some(&route.filename()));

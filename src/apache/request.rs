@@ -145,9 +145,9 @@ pub enum Error {
 }
 
 /// Why a request body read failed, from what the input filters returned.
-fn body_read_failure(answered: bool, status: sys::apr_status_t) -> String {
+fn body_read_failure(refused: bool, status: sys::apr_status_t) -> String {
     const FAILED: &str = "reading the request body failed";
-    if answered {
+    if refused {
         return format!(
             "{FAILED}: Apache has answered the client with an error (body over \
              LimitRequestBody or malformed chunked encoding)"
@@ -157,6 +157,7 @@ fn body_read_failure(answered: bool, status: sys::apr_status_t) -> String {
         sys::APR_EOF as i32,
         sys::APR_INCOMPLETE as i32,
         libc::ECONNRESET,
+        libc::ECONNABORTED,
         libc::EPIPE,
     ];
     if closed.contains(&status) {
@@ -387,6 +388,34 @@ impl<'a> RequestRef<'a> {
             sys::apr_filetype_e_APR_DIR => FileKind::Directory,
             sys::apr_filetype_e_APR_NOFILE => FileKind::Missing,
             _ => FileKind::Other,
+        }
+    }
+
+    /// Stats r->filename into r->finfo (apr_stat, APR_FINFO_MIN, as the directory walk does),
+    /// so that the walk does not stat it again. Returns what is there; r->finfo is left
+    /// untouched (the walk stats) unless it is a regular file.
+    pub fn stat_filename_if_file(&self) -> FileKind {
+        let r = self.rec();
+        if r.filename.is_null() {
+            return FileKind::Missing;
+        }
+        // SAFETY: alive; r->filename is a string of the request pool, which apr_stat keeps
+        // as finfo.fname; apr_finfo_t is plain data (all zero is a valid value).
+        unsafe {
+            let mut fi: sys::apr_finfo_t = std::mem::zeroed();
+            let rv = sys::apr_stat(&mut fi, r.filename, sys::APR_FINFO_MIN as i32, r.pool);
+            if rv != sys::APR_SUCCESS as sys::apr_status_t && rv != sys::APR_INCOMPLETE as i32 {
+                return FileKind::Missing;
+            }
+            if fi.filetype == sys::apr_filetype_e_APR_REG {
+                (*self.r).finfo = fi;
+                return FileKind::File;
+            }
+            if fi.filetype == sys::apr_filetype_e_APR_DIR {
+                FileKind::Directory
+            } else {
+                FileKind::Other
+            }
         }
     }
 
@@ -788,7 +817,10 @@ impl<'a> RequestRef<'a> {
                     let answered =
                         status == sys::AP_FILTER_ERROR || r.sent_bodyct != 0 || r.eos_sent != 0;
                     self.state().body_failed = answered;
-                    return Err(Error::Body(body_read_failure(answered, status)));
+                    // The message says what the filters did, not whether the application
+                    // had begun its response (sent_bodyct) when the client went away.
+                    let refused = status == sys::AP_FILTER_ERROR;
+                    return Err(Error::Body(body_read_failure(refused, status)));
                 }
                 n => got += n as usize,
             }

@@ -55,6 +55,7 @@ def write_scripts(root: Path) -> str:
                     f"    WSGITrustedProxies {proxies}\n</Location>")
     conf.append(f"WSGIScriptAliasMatch ^/match/(hello|env) {scripts}/$1.wsgi")
     conf.append(f"WSGIScriptAlias /dir/ {scripts}/")  # a directory of scripts
+    conf.append(f"WSGIScriptAlias /nodir {scripts}")  # the same, no trailing slashes
     conf.append("LimitRequestBody 0")
     conf.append("<Location /wsgi>\n    WSGIChunkedRequest On\n</Location>")
     conf.append("<Location /wsgi/nochunk>\n    WSGIChunkedRequest Off\n</Location>")
@@ -359,6 +360,10 @@ def test_script_reloading(server: Apache) -> None:
     ("/wsgi/env/", {}),
     ("/wsgi/env/.x/..y/", {}),
     ("/dir/env.wsgi/x//y/", {}),
+    # A directory target without a trailing slash: the rest starts with '/' but the script
+    # is in it (mod_py must leave the split to the walk, not make it path_info).
+    ("/nodir/env.wsgi/x/y", {}),
+    ("/nodir/env.wsgi", {}),
 ])
 def test_same_environ_as_mod_wsgi(path: str, headers: dict[str, str]) -> None:
     """Same config, same request, to mod_wsgi 4.9 and to mod_py: same environ."""
