@@ -33,7 +33,7 @@ def _new_sid() -> str:
     return secrets.token_hex(16)
 
 
-class BaseSession(dict):  # type: ignore[type-arg]
+class BaseSession(dict):
     def __init__(self, req: Any, sid: Optional[str] = None, secret: Optional[str] = None,
                  lock: int = 1, timeout: int = 0) -> None:
         super().__init__()

@@ -191,7 +191,7 @@ def build_cgi_env(req: Any) -> dict[str, str]:
 
 def register_cleanup(callable: Any, data: Any = None) -> None:
     """Runs callable(data) when this Apache child exits."""
-    server = main_server
+    server = _modpy_apache.main_server()
     if server is not None:
         server.register_cleanup(None, callable, data)
 
@@ -222,7 +222,7 @@ _check_version()
 
 # mod_python's module attributes: the main server object (not a function, as in modpy.apache)
 # and the name of the interpreter this module runs in (mod_py runs one).
-main_server = _modpy_apache.main_server()
+main_server = _modpy_apache.main_server()  # type: ignore[assignment]  # star-imported as a function
 
 # mod_python code checks the types of its objects by name (str(type(req.server)) is
 # "<class 'mp_server'>"); mod_py's classes answer to mod_python's names once this module is

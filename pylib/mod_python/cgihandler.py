@@ -66,7 +66,7 @@ def handler(req: Any) -> int:
         out = _Out(req)
         try:
             os.environ.update(env)
-            sys.stdout = out  # type: ignore[assignment]
+            sys.stdout = out
             sys.stdin = io.TextIOWrapper(io.BufferedReader(_In(req)))
             sys.argv = [req.filename]
             runpy.run_path(req.filename, run_name="__main__")

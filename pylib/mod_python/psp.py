@@ -156,10 +156,11 @@ class PSP:
     def code(self) -> types.CodeType:
         if self.string is not None:
             return compile(parse(self.string), "<string>", "exec")
-        mtime = util.file_mtime(self.filename) if self.filename else None
-        if mtime is None:
+        filename = self.filename
+        mtime = util.file_mtime(filename) if filename else None
+        if not filename or mtime is None:
             raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)
-        return _compile(self.filename, mtime)
+        return _compile(filename, mtime)
 
     def display_code(self) -> str:
         if self.string is not None:

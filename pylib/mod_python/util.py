@@ -183,7 +183,8 @@ class FieldStorage:
         while True:
             headers = apache.table()
             disp_options: dict[str, str] = {}
-            disp, ctype, type_options = None, "text/plain", {}
+            disp, ctype = None, "text/plain"
+            type_options: dict[str, str] = {}
             line = req.readline(readBlockSize)
             while line not in (b"\r\n", b"\n"):
                 if not line:
@@ -357,6 +358,8 @@ def apply_fs_data(obj: Callable[..., Any], fs: FieldStorage, **args: Any) -> Any
     """Calls obj with the form's fields that match its parameters (all of them if it takes
     **kwargs); a name given several times becomes a list. Uploads are passed as Field."""
     for field in fs.list:
+        if field.name is None:  # a part without a name cannot be a keyword argument
+            continue
         val = field if field.filename else field.value
         args.setdefault(field.name, []).append(val)
     args = {k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in args.items()}

@@ -16,7 +16,6 @@ try:
 
     version: str = _modpy.version
 except ImportError:  # imported outside Apache (tests, type checkers)
-    _modpy = None
     version = "0.1.0"
 
 

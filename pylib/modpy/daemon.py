@@ -133,7 +133,7 @@ class _NoWait:
 
     def try_send(self, fd: int, data: bytes) -> int:
         """How many bytes of data went out now (0 if the call would block)."""
-        sent = self.send(fd, data, len(data), self.MSG_DONTWAIT | self.MSG_NOSIGNAL)
+        sent: int = self.send(fd, data, len(data), self.MSG_DONTWAIT | self.MSG_NOSIGNAL)
         if sent >= 0:
             return sent
         self.raise_unless_would_block()
@@ -288,8 +288,15 @@ def setup_logging(settings: Settings) -> None:
     levels = {"emerg": 50, "alert": 50, "crit": 50, "error": 40, "warn": 30, "notice": 25, "info": 20}
     root.setLevel(levels.get(settings.loglevel.split(":")[0], 10))
     app_log = logging.getLogger("wsgi")
-    sys.stdout = ErrorStream(app_log)  # type: ignore[assignment]
-    sys.stderr = ErrorStream(app_log)  # type: ignore[assignment]
+    sys.stdout = ErrorStream(app_log)
+    sys.stderr = ErrorStream(app_log)
+
+
+
+def _flush_stderr() -> None:
+    """Before os._exit: what logging wrote to the error log (fd 2) must not stay buffered."""
+    if sys.__stderr__ is not None:
+        sys.__stderr__.flush()
 
 
 # ---- framing ----
@@ -427,7 +434,8 @@ class Input:
                 return self._take(len(self.buf))
 
     def readlines(self, hint: Optional[int] = -1) -> list[bytes]:
-        lines, total = [], 0
+        lines: list[bytes] = []
+        total = 0
         while True:
             line = self.readline()
             if not line:
@@ -467,7 +475,7 @@ class FileWrapper:
         return self
 
     def __next__(self) -> bytes:
-        data = self.filelike.read(self.blksize)
+        data: bytes = self.filelike.read(self.blksize)
         if data:
             return data
         raise StopIteration
@@ -819,8 +827,12 @@ class Worker:
                     if timer is not None:
                         timer.arm()
                     self.serve_connection(fd, conn)
-                    if timer is not None and self.leader == me:
-                        timer.disarm()
+                    if timer is not None:
+                        # Under the lock: a standby may have taken the lead meanwhile and
+                        # armed the timer for its own request, which must stay armed.
+                        with self.lock:
+                            if self.leader == me:
+                                timer.disarm()
 
     def lead(self, me: int) -> bool:
         """True when this thread is (or has just become) the leader; otherwise it stands by
@@ -842,8 +854,8 @@ class Worker:
                 self.leader = me
             try:
                 self.standby.modify(self.timer.fd, select.EPOLLIN | select.EPOLLONESHOT)
-            except OSError:
-                pass
+            except OSError as e:  # not expected: no standby thread would be woken again
+                log.error("cannot re-arm the standby timer (slow requests now hold up the others): %s", e)
             return True
         return False
 
@@ -867,10 +879,14 @@ class Worker:
         with self.lock:
             self.busy.discard(fd)
             if keep and self.stopping is None:
-                if _nowait is not None:
-                    _nowait.rearm(self.epoll.fileno(), fd, select.EPOLLIN | select.EPOLLONESHOT)
-                else:
-                    self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                try:
+                    if _nowait is not None:
+                        _nowait.rearm(self.epoll.fileno(), fd, select.EPOLLIN | select.EPOLLONESHOT)
+                    else:
+                        self.epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                except OSError as e:  # (the epoll closed: stopping) never a connection left unwatched
+                    log.debug("dropping a connection that cannot be watched again: %s", e)
+                    self._forget(fd)
             else:
                 self._forget(fd)
 
@@ -905,7 +921,7 @@ class Worker:
                 busy = bool(self.active)
             if self.s.request_timeout and oldest is not None and now - oldest > self.s.request_timeout + 1:
                 log.error("a request ran longer than request-timeout=%gs: restarting the daemon process", self.s.request_timeout)
-                sys.__stderr__.flush()
+                _flush_stderr()
                 os._exit(3)
             if self.stopping is not None:
                 continue
@@ -1140,7 +1156,7 @@ def main() -> int:
     log.info("daemon process started (Python %s, %d threads)", sys.version.split()[0], settings.threads)
     rc = worker.run() or worker.exit_code
     log.info("daemon process exiting: %s (%d requests)", worker.stop_reason, worker.requests)
-    sys.__stderr__.flush()
+    _flush_stderr()
     return rc
 
 
