@@ -1,0 +1,324 @@
+"""Unit tests of modpy.daemon's pure-Python parts, over real sockets (socketpair), no Apache:
+frames, wsgi.input pulling the body chunk by chunk, the status/header checks, and the
+GIL-keeping libc calls (_NoWait, Timer). The e2e tests run the same code in worker processes
+behind a real Apache; here each piece is driven on its own, including its failure paths.
+"""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pylib"))
+
+from modpy import daemon  # noqa: E402
+from modpy.daemon import (  # noqa: E402
+    BODY, BODY_ERROR, DATA, END, MAX_FRAME, READ, START, Connection, Input, ProtocolError, WSGIError,
+)
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">BBHI", kind, 0, 0, len(payload)) + payload
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Connection, socket.socket]]:
+    """A worker-side Connection and the raw socket of the 'Apache child' end."""
+    a, b = socket.socketpair()
+    conn = Connection(a)
+    yield conn, b
+    conn.close()
+    b.close()
+
+
+def read_frames(sock: socket.socket, n: int) -> list[tuple[int, bytes]]:
+    """The next n frames the worker sent (what the Apache child would read)."""
+    buf, out = b"", []
+    while len(out) < n:
+        while len(buf) >= 8:
+            kind, _, _, length = struct.unpack(">BBHI", buf[:8])
+            if len(buf) < 8 + length:
+                break
+            out.append((kind, buf[8:8 + length]))
+            buf = buf[8 + length:]
+        if len(out) < n:
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the worker closed the connection"
+            buf += chunk
+    return out
+
+
+# ---- frames ----
+
+def test_small_frames_go_out_in_one_write_at_flush(pair: tuple[Connection, socket.socket]) -> None:
+    conn, apache = pair
+    conn.queue(START, b"200 OK")
+    conn.queue(DATA, b"hello")
+    conn.queue(END)
+    with pytest.raises(BlockingIOError):  # nothing is sent before flush()
+        apache.recv(4096, socket.MSG_DONTWAIT)
+    conn.flush()
+    time.sleep(0.05)
+    data = apache.recv(4096, socket.MSG_DONTWAIT)
+    assert data == frame(START, b"200 OK") + frame(DATA, b"hello") + frame(END)
+
+
+def test_large_payload_is_sent_whole(pair: tuple[Connection, socket.socket]) -> None:
+    conn, apache = pair
+    payload = os.urandom(700_000)  # over the queue's copy limit and the socket buffer
+    got: list[list[tuple[int, bytes]]] = []
+    reader = threading.Thread(target=lambda: got.append(read_frames(apache, 2)))
+    reader.start()
+    conn.queue(START, b"200 OK")
+    conn.queue(DATA, payload)
+    conn.flush()
+    reader.join(10)
+    assert got == [[(START, b"200 OK"), (DATA, payload)]]
+
+
+@pytest.mark.parametrize("size", [0, 5, 65536, 65537, 300_000, MAX_FRAME])
+def test_frames_arriving_in_pieces_are_read_whole(pair: tuple[Connection, socket.socket], size: int) -> None:
+    conn, apache = pair
+    payload = os.urandom(size)
+    wire = frame(BODY, payload) + frame(END)
+
+    def drip() -> None:  # odd-sized pieces, with pauses, cutting headers and payloads
+        for i in range(0, len(wire), 70_001):
+            apache.sendall(wire[i:i + 3])
+            time.sleep(0.002)
+            apache.sendall(wire[i + 3:i + 70_001])
+
+    t = threading.Thread(target=drip)
+    t.start()
+    assert conn.read_frame() == (BODY, payload)
+    assert conn.read_frame() == (END, b"")
+    t.join()
+
+
+@pytest.mark.parametrize("wire,message", [
+    (b"\xff\0\0\0\0\0\0\0", "bad frame header"),  # unknown kind
+    (struct.pack(">BBHI", DATA, 1, 0, 0), "bad frame header"),  # flags set
+    (struct.pack(">BBHI", DATA, 0, 7, 0), "bad frame header"),  # reserved set
+    (struct.pack(">BBHI", DATA, 0, 0, MAX_FRAME + 1), "over the limit"),
+])
+def test_malformed_frames_are_protocol_errors(pair: tuple[Connection, socket.socket], wire: bytes, message: str) -> None:
+    conn, apache = pair
+    apache.sendall(wire)
+    with pytest.raises(ProtocolError, match=message):
+        conn.read_frame()
+
+
+@pytest.mark.parametrize("wire", [b"", b"\x15\0\0", frame(DATA, b"abcdef")[:10], frame(DATA, bytes(200_000))[:100_000]])
+def test_end_of_file_inside_a_frame(pair: tuple[Connection, socket.socket], wire: bytes) -> None:
+    conn, apache = pair
+    apache.sendall(wire)
+    apache.shutdown(socket.SHUT_WR)
+    with pytest.raises(EOFError):
+        conn.read_frame()
+
+
+# ---- wsgi.input ----
+
+def serve_body(apache: socket.socket, pieces: list[bytes], error: bytes | None = None) -> threading.Thread:
+    """The Apache child's side of a body: each READ gets the next piece (at most what was
+    asked for, the rest kept for the next READ), then an empty BODY (end) or BODY_ERROR."""
+    def run() -> None:
+        queue = [p for p in pieces if p]
+        while True:
+            try:
+                [(kind, payload)] = read_frames(apache, 1)
+            except (AssertionError, OSError):
+                return
+            assert kind == READ
+            want = struct.unpack(">I", payload)[0]
+            if queue:
+                piece = queue.pop(0)
+                if len(piece) > want:
+                    queue.insert(0, piece[want:])
+                    piece = piece[:want]
+                apache.sendall(frame(BODY, piece))
+            elif error is not None:
+                apache.sendall(frame(BODY_ERROR, error))
+            else:
+                apache.sendall(frame(BODY))
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+BODY_TEXT = b"first line\nsecond\n\nno newline at the end"
+
+
+@pytest.mark.parametrize("pieces", [[BODY_TEXT], [BODY_TEXT[:3], BODY_TEXT[3:15], BODY_TEXT[15:]],
+                                    [bytes([c]) for c in BODY_TEXT]])
+def test_input_read_readline_readlines_iteration(pair: tuple[Connection, socket.socket], pieces: list[bytes]) -> None:
+    conn, apache = pair
+    serve_body(apache, pieces)
+    inp = Input(conn)
+    assert inp.read(0) == b""
+    assert inp.readline(5) == b"first"
+    assert inp.readline() == b" line\n"
+    assert inp.readlines(1) == [b"second\n"]  # hint reached after one line
+    assert list(inp) == [b"\n", b"no newline at the end"]
+    assert inp.read() == b"" and inp.readline() == b"" and inp.read(10) == b""
+
+
+def test_input_read_sizes(pair: tuple[Connection, socket.socket]) -> None:
+    conn, apache = pair
+    body = os.urandom(600_000)
+    serve_body(apache, [body[:100], body[100:]])
+    inp = Input(conn)
+    assert inp.read(50) == body[:50]
+    assert inp.read(300_000) == body[50:300_050]  # over MAX_CHUNK: several READs
+    assert inp.read(None) == body[300_050:]
+    assert inp.read(-1) == b""
+
+
+def test_input_body_error_is_an_oserror_with_apaches_words(pair: tuple[Connection, socket.socket]) -> None:
+    conn, apache = pair
+    serve_body(apache, [b"partial"], error=b"the client closed the connection before sending the whole body")
+    inp = Input(conn)
+    assert inp.read(7) == b"partial"
+    with pytest.raises(OSError, match="client closed the connection"):
+        inp.read()
+    assert inp.read() == b""  # after the error: end of input, no more READ frames
+
+
+def test_input_drain_reads_what_the_app_left(pair: tuple[Connection, socket.socket]) -> None:
+    conn, apache = pair
+    serve_body(apache, [b"x" * 1000, b"y" * 1000])
+    inp = Input(conn)
+    assert inp.read(10) == b"x" * 10
+    inp.drain()
+    assert inp.eof and inp.read() == b""
+
+
+def test_input_other_frame_than_body_is_a_protocol_error(pair: tuple[Connection, socket.socket]) -> None:
+    conn, apache = pair
+    apache.sendall(frame(DATA, b"?"))
+    with pytest.raises(ProtocolError, match="expected BODY"):
+        Input(conn).read(1)
+
+
+# ---- status and headers (the same rules and words as src/wsgi/response.rs) ----
+
+@pytest.mark.parametrize("status,code", [("200 OK", 200), ("404 Not Found", 404), ("599 x", 599), ("201", 201),
+                                         ("200 caf\xe9", 200)])
+def test_valid_statuses(status: str, code: int) -> None:
+    assert daemon.check_status(status) == code
+    assert daemon.check_status(status) == code  # the cached path
+
+
+@pytest.mark.parametrize("status,message", [
+    ("OK", "does not start with a three-digit code"),
+    ("20 OK", "does not start with a three-digit code"),
+    ("099 Low", "code below 100"),
+    ("200OK", "must be followed by a space"),
+    ("200 OK\r\nX-Injected: 1", "contains the character"),
+    ("200 \u20ac", "contains the character"),
+])
+def test_invalid_statuses(status: str, message: str) -> None:
+    with pytest.raises(WSGIError, match=message):
+        daemon.check_status(status)
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("X Bad", "v", "not a valid HTTP token"),
+    ("", "v", "not a valid HTTP token"),
+    ("Connection", "close", "hop-by-hop"),
+    ("transfer-encoding", "chunked", "hop-by-hop"),
+    ("X-Split", "a\r\nSet-Cookie: evil=1", "CR, LF or NUL"),
+    ("X-Nul", "a\0b", "CR, LF or NUL"),
+    ("X-Euro", "\u20ac", "not latin-1"),
+])
+def test_invalid_headers(name: str, value: str, message: str) -> None:
+    with pytest.raises(WSGIError, match=message):
+        daemon.check_header(name, value)
+
+
+def test_valid_headers() -> None:
+    for name, value in (("Content-Type", "text/plain"), ("X-Latin1", "caf\xe9"), ("Set-Cookie", "a=1; Path=/")):
+        daemon.check_header(name, value)
+        daemon.check_header(name, value)  # the cached path
+
+
+# ---- libc calls that keep the GIL ----
+
+needs_nowait = pytest.mark.skipif(daemon._nowait is None, reason="CPython on Linux only (ctypes)")
+
+
+@needs_nowait
+def test_nowait_recv_and_send() -> None:
+    nw = daemon._nowait
+    assert nw is not None
+    a, b = socket.socketpair()
+    try:
+        assert nw.try_recv(a.fileno(), 100) is None  # nothing there: would block
+        assert nw.try_send(b.fileno(), b"ping") == 4
+        assert nw.try_recv(a.fileno(), 100) == b"ping"
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sent = 0
+        while (n := nw.try_send(b.fileno(), b"z" * 65536)) > 0:
+            sent += n
+        assert sent > 0 and n == 0  # a full buffer: 0, not an exception
+        b.close()
+        while nw.try_recv(a.fileno(), 65536):
+            pass
+        assert nw.try_recv(a.fileno(), 100) == b""  # end of file
+        with pytest.raises(OSError):
+            nw.try_send(a.fileno(), b"x")  # the peer is gone: EPIPE, no SIGPIPE
+    finally:
+        a.close()
+        b.close()
+
+
+@needs_nowait
+def test_nowait_rearm_is_epoll_modify() -> None:
+    nw = daemon._nowait
+    assert nw is not None
+    a, b = socket.socketpair()
+    ep = select.epoll()
+    try:
+        ep.register(a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        b.sendall(b"1")
+        assert [fd for fd, _ in ep.poll(1)] == [a.fileno()]
+        assert ep.poll(0.05) == []  # one-shot: disarmed after firing
+        nw.rearm(ep.fileno(), a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        assert [fd for fd, _ in ep.poll(1)] == [a.fileno()]  # the same fd comes back
+        with pytest.raises(OSError):
+            nw.rearm(ep.fileno(), 10_000, select.EPOLLIN)  # not registered: an error, raised
+    finally:
+        ep.close()
+        a.close()
+        b.close()
+
+
+@needs_nowait
+def test_timer_fires_once_after_arming_and_not_after_disarming() -> None:
+    nw = daemon._nowait
+    assert nw is not None
+    timer = nw.timer(0.01)
+    ep = select.epoll()
+    try:
+        ep.register(timer.fd, select.EPOLLIN)
+        assert ep.poll(0.05) == []  # not armed yet
+        timer.arm()
+        assert ep.poll(1) != []
+        timer.consume()
+        assert ep.poll(0.05) == []  # one-shot
+        timer.arm()
+        timer.disarm()
+        assert ep.poll(0.05) == []
+        timer.consume()  # nothing to read: no error (another thread may have read it)
+    finally:
+        ep.close()
+        os.close(timer.fd)
+
