@@ -16,6 +16,7 @@ import tempfile
 import time
 import http.client
 from pathlib import Path
+from typing import Iterable
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = Path("/usr/lib/apache2/modules")
@@ -199,7 +200,8 @@ class Apache:
         return [int(p) for p in out.split()]
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+        self, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
         timeout: float = 30.0,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

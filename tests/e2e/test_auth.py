@@ -307,6 +307,6 @@ def test_provider_registered_in_parent_without_python(apache: Callable[..., Apac
     r = a.configtest()
     assert r.returncode == 0, r.stderr
     a.start()
-    r = requests.get(a.url("/"), auth=ALICE, timeout=10)
-    assert r.status_code == 500
+    resp = requests.get(a.url("/"), auth=ALICE, timeout=10)
+    assert resp.status_code == 500
     wait_log(a, "ModuleNotFoundError: No module named 'no_such_module'")

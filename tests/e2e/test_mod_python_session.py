@@ -52,7 +52,7 @@ PythonOption mod_python.file_session.database_directory @ROOT@/sessions
     a.remove()
 
 
-def cookie_of(headers) -> str:  # type: ignore[no-untyped-def]
+def cookie_of(headers) -> str:
     c = SimpleCookie()
     for h in headers.get_all("Set-Cookie") or []:
         c.load(h)
@@ -109,7 +109,7 @@ def test_cookie_path_and_domain_options(server: Apache) -> None:
     assert status == 200 and len(parts["pysid"]) == 32
     assert parts["path"] == "/s/scoped" and parts["domain"] == "example.test"
     _, headers, _ = server.get("/s/scoped/out", headers={"Cookie": f"pysid={parts['pysid']}"})
-    gone = headers.get_all("Set-Cookie")[-1]
+    gone = (headers.get_all("Set-Cookie") or [""])[-1]
     assert "; path=/s/scoped; domain=example.test; expires=Thu, 01-Jan-1970 00:00:00 GMT" in gone
 
 

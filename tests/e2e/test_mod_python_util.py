@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pytest
 
@@ -47,7 +47,7 @@ def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "XyZzy
     return out, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-def post(a: Apache, path: str, body: bytes, headers: dict[str, str]) -> dict:
+def post(a: Apache, path: str, body: bytes | Iterable[bytes], headers: dict[str, str]) -> dict:
     status, _, out = a.request("POST", path, body=body, headers=headers, timeout=120)
     assert status == 200, (status, out[:500], a.log_text()[-2000:])
     return json.loads(out)

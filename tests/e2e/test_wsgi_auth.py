@@ -565,6 +565,7 @@ def run_requests(a: Apache) -> dict[str, int]:
     for path, user, pw, digest, headers in REQUESTS:
         auth = None
         if user is not None:
+            assert pw is not None
             auth = HTTPDigestAuth(user, pw) if digest else HTTPBasicAuth(user, pw)
         key = f"{path} {user or '-'} {pw or '-'} {headers.get('X-Access', '-')}"
         assert key not in out
@@ -602,5 +603,5 @@ def test_same_statuses_and_environ_as_mod_wsgi() -> None:
         # header, each module's name in SERVER_SOFTWARE, the httpd each was built against.
         for k in ("REMOTE_PORT", "HTTP_X_REQ_ID", "SERVER_SOFTWARE", "apache.version"):
             we.pop(k), pe.pop(k)
-        differences = {k: (v, pe.get(k)) for k, v in we.items() if pe.get(k) != v}
-        assert differences == {}, differences
+        env_differences = {k: (v, pe.get(k)) for k, v in we.items() if pe.get(k) != v}
+        assert env_differences == {}, env_differences

@@ -193,7 +193,7 @@ def test_application_group_notice_once(server: Apache) -> None:
     assert log.count("every application group of this process shares it") <= 2
 
 
-def test_restrict_embedded(apache) -> None:  # type: ignore[no-untyped-def]
+def test_restrict_embedded(apache) -> None:
     a = apache(
         """
         WSGIRestrictEmbedded On

@@ -324,8 +324,8 @@ def test_flask_streaming(server: Apache, base: str) -> None:
     # chunks are sent as the generator yields them, not when it has finished
     t0 = time.monotonic()
     arrivals = []
-    with requests.get(server.url(f"{base}/stream?n=4&delay=0.4"), stream=True, timeout=30) as r:
-        for chunk in r.iter_content(chunk_size=None):
+    with requests.get(server.url(f"{base}/stream?n=4&delay=0.4"), stream=True, timeout=30) as resp:
+        for chunk in resp.iter_content(chunk_size=None):
             arrivals.append((time.monotonic() - t0, chunk))
     assert b"".join(c for _, c in arrivals) == b"".join(b"line %04d \n" % i for i in range(4))
     assert arrivals[0][0] < 1.2 and arrivals[-1][0] >= 1.5, arrivals
@@ -407,7 +407,9 @@ def test_django_form_with_csrf(server: Apache) -> None:
     s = requests.Session()
     r = s.get(server.url("/django/form/"), timeout=30)
     assert r.status_code == 200 and 'action="/django/form/"' in r.text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text).group(1)
+    m = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text)
+    assert m is not None, r.text
+    token = m.group(1)
     assert "csrftoken" in s.cookies
     fields = [("csrfmiddlewaretoken", token), ("name", "Zoë ✓"), ("tags", "a"), ("tags", "b & c=d")]
     r = s.post(server.url("/django/form/"), data=fields, timeout=30)
@@ -484,8 +486,8 @@ def test_django_streaming(server: Apache) -> None:
     assert body == "".join(f"line {i:04d} täg\n" for i in range(500)).encode()
     t0 = time.monotonic()
     arrivals = []
-    with requests.get(server.url("/django/stream/?n=4&delay=0.4"), stream=True, timeout=30) as r:
-        for chunk in r.iter_content(chunk_size=None):
+    with requests.get(server.url("/django/stream/?n=4&delay=0.4"), stream=True, timeout=30) as resp:
+        for chunk in resp.iter_content(chunk_size=None):
             arrivals.append((time.monotonic() - t0, chunk))
     assert b"".join(c for _, c in arrivals) == b"".join(b"line %04d \n" % i for i in range(4))
     assert arrivals[0][0] < 1.2 and arrivals[-1][0] >= 1.5, arrivals

@@ -41,7 +41,8 @@ def pair() -> Iterator[tuple[Connection, socket.socket]]:
 
 def read_frames(sock: socket.socket, n: int) -> list[tuple[int, bytes]]:
     """The next n frames the worker sent (what the Apache child would read)."""
-    buf, out = b"", []
+    buf = b""
+    out: list[tuple[int, bytes]] = []
     while len(out) < n:
         while len(buf) >= 8:
             kind, _, _, length = struct.unpack(">BBHI", buf[:8])
