@@ -823,7 +823,10 @@ class Worker:
                     except OSError:  # the listener was closed under us: stopping
                         pass
                 elif conn is not None:
-                    timer = self.timer
+                    # Only the leader arms the standby timer: a thread that lost the lead
+                    # while it waited in poll() serves what it got without promoting anyone
+                    # (the new leader is already polling).
+                    timer = self.timer if self.leader == me else None
                     if timer is not None:
                         timer.arm()
                     self.serve_connection(fd, conn)
