@@ -38,10 +38,13 @@ impl RequestHook for WsgiScriptAlias {
         // (`WSGIScriptAlias /app /srv/scripts`), the walk would refuse an absolute path_info
         // (AH00033, 500) and has to find the script in the rest itself. The stat lands in
         // r->finfo, so the walk does not repeat it.
-        let fast = route.path_info().filter(|_| {
-            let _ = r.set_str_field(StrField::Filename, Some(&route.script));
-            r.stat_filename_if_file() == FileKind::File
-        });
+        let fast = match route.path_info() {
+            Some(path_info) => {
+                let _ = r.set_str_field(StrField::Filename, Some(&route.script));
+                (r.stat_filename_if_file() == FileKind::File).then_some(path_info)
+            }
+            None => None,
+        };
         if let Some(path_info) = fast {
             let _ = r.set_str_field(StrField::PathInfo, Some(path_info));
         } else {

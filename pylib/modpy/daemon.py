@@ -292,7 +292,6 @@ def setup_logging(settings: Settings) -> None:
     sys.stderr = ErrorStream(app_log)
 
 
-
 def _flush_stderr() -> None:
     """Before os._exit: what logging wrote to the error log (fd 2) must not stay buffered."""
     if sys.__stderr__ is not None:

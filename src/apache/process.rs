@@ -288,9 +288,9 @@ pub struct Spawn<'a> {
     pub virtual_memory_bytes: u64,
 }
 
-/// Forks and execs a daemon worker: rlimits, nice and scheduling policy, chroot, groups, gid, uid (in that order, and
-/// any failure ends the child with a log line before anything runs as the wrong user), then
-/// the working directory, umask, fd 3, and exec. Returns the child's pid.
+/// Forks and execs a daemon worker: rlimits, nice and scheduling policy, chroot, groups, gid,
+/// uid (in that order, and any failure ends the child with a log line before anything runs as
+/// the wrong user), then the working directory, umask, fd 3, and exec. Returns the child's pid.
 pub fn spawn_worker(s: &Spawn<'_>, name: &str) -> std::io::Result<i32> {
     let cstr = |v: &str| CString::new(v).map_err(|_| std::io::ErrorKind::InvalidInput);
     let program = cstr(s.program)?;

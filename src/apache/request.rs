@@ -813,13 +813,11 @@ impl<'a> RequestRef<'a> {
                     // over LimitRequestBody, 400 for bad chunking): then the request is done.
                     // On a timeout or a lost client nothing was sent, and the handler's error
                     // can still be the answer.
-                    let r = self.rec();
-                    let answered =
-                        status == sys::AP_FILTER_ERROR || r.sent_bodyct != 0 || r.eos_sent != 0;
-                    self.state().body_failed = answered;
                     // The message says what the filters did, not whether the application
                     // had begun its response (sent_bodyct) when the client went away.
                     let refused = status == sys::AP_FILTER_ERROR;
+                    let r = self.rec();
+                    self.state().body_failed = refused || r.sent_bodyct != 0 || r.eos_sent != 0;
                     return Err(Error::Body(body_read_failure(refused, status)));
                 }
                 n => got += n as usize,
