@@ -44,7 +44,8 @@ HELLO, HELLO_OK = 1, 2
 REQUEST, READ, BODY, BODY_ERROR = 10, 11, 12, 13
 START, DATA, END, ABORT = 20, 21, 22, 23
 EXIT_INACTIVE = 4  # see src/daemon/monitor.rs
-# A request running longer than this lets another thread take the next ones (Worker.leader).
+# A request running longer than this (and at most twice as long) lets another thread take the
+# next ones (Worker.lead).
 PROMOTE_AFTER = 0.001
 KINDS = {HELLO, HELLO_OK, REQUEST, READ, BODY, BODY_ERROR, START, DATA, END, ABORT}
 
@@ -139,12 +140,11 @@ class _NoWait:
         self.raise_unless_would_block()
         return 0
 
-    def timer(self, seconds: float) -> "Timer":
+    def timer(self) -> "Timer":
         fd = self.timerfd_create(time.CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
             raise self.error()
-        ns = int(seconds * 1e9)
-        return Timer(self, fd, self.Itimerspec((0, 0), (ns // 1_000_000_000, ns % 1_000_000_000)))
+        return Timer(self, fd)
 
     def rearm(self, epfd: int, fd: int, events: int) -> None:
         ev = self.EpollEvent(events, fd << self.fd_shift)
@@ -163,26 +163,39 @@ class _NoWait:
 
 
 class Timer:
-    """A one-shot timerfd set and cleared with the GIL held (about a microsecond each)."""
+    """A one-shot CLOCK_MONOTONIC timerfd (time.monotonic()'s clock), set with the GIL held.
 
-    def __init__(self, nowait: _NoWait, fd: int, spec: Any) -> None:
+    Setting it costs a system call, and up to 9 µs on a VM: a timer due sooner than the
+    scheduler's next tick reprograms the CPU's timer device, which traps to the hypervisor.
+    So Worker sets it once per millisecond or so, not once per request."""
+
+    TFD_TIMER_ABSTIME = 1
+
+    def __init__(self, nowait: _NoWait, fd: int) -> None:
         self.fd = fd
+        self.nowait = nowait
         self.settime = nowait.timerfd_settime
         self.byref = nowait.byref
-        self.armed = spec
-        self.disarmed = nowait.Itimerspec((0, 0), (0, 0))
+        self.spec = nowait.Itimerspec((0, 0), (0, 0))
+        self.deadline: Optional[float] = None  # when it is due; None: not set (or consumed)
 
-    def arm(self) -> None:
-        self.settime(self.fd, 0, self.byref(self.armed), None)
+    def set_at(self, deadline: float) -> None:
+        """Sets it to fire at `deadline` (a time.monotonic() value); replaces any setting."""
+        ns = max(1, int(deadline * 1e9))
+        self.spec.value.sec, self.spec.value.nsec = divmod(ns, 1_000_000_000)
+        if self.settime(self.fd, self.TFD_TIMER_ABSTIME, self.byref(self.spec), None) != 0:
+            raise self.nowait.error()
+        self.deadline = deadline
 
-    def disarm(self) -> None:
-        self.settime(self.fd, 0, self.byref(self.disarmed), None)
-
-    def consume(self) -> None:
+    def consume(self) -> bool:
+        """True if it fired since it was last set (setting it again resets that), and reads
+        that expiry; False if not (EAGAIN)."""
         try:
             os.read(self.fd, 8)
-        except OSError:  # read by another thread already (EAGAIN)
-            pass
+        except BlockingIOError:
+            return False
+        self.deadline = None
+        return True
 
 
 try:
@@ -658,18 +671,21 @@ class Worker:
         self.epoll = select.epoll()
         # Who waits on it: one thread, the leader, serves request after request (as one
         # thread would: no hand-over of the GIL, no sleeping and waking between requests when
-        # they come back to back). The other threads stand by, asleep on a timer the leader
-        # sets at the start of each request: a request that runs longer than PROMOTE_AFTER
-        # (the app waits on a database, or is slow) wakes one of them, which becomes the
-        # leader and serves what comes next; the old leader stands by once done. So all
-        # `threads` serve at once when requests block, and one serves when they do not.
+        # they come back to back). The other threads stand by, asleep on a timer that is
+        # always due within 2 x PROMOTE_AFTER of the start of the leader's request
+        # (`lead_start`): a request that runs longer than PROMOTE_AFTER (the app waits on a
+        # database, or is slow) wakes one of them, which becomes the leader and serves what
+        # comes next; the old leader stands by once done. So all `threads` serve at once when
+        # requests block, and one serves when they do not. The leader moves the timer on only
+        # when it would fire too soon, about once per PROMOTE_AFTER under load (`start_lead`).
         # Without a timerfd (no ctypes): every thread waits on the epoll, as before.
         self.leader: Optional[int] = None
+        self.lead_start: Optional[float] = None
         self.timer: Optional[Timer] = None
         self.standby: Optional[select.epoll] = None
         if _nowait is not None and settings.threads > 1:
             try:
-                self.timer = _nowait.timer(PROMOTE_AFTER)
+                self.timer = _nowait.timer()
                 self.standby = select.epoll()
                 self.standby.register(self.timer.fd, select.EPOLLIN | select.EPOLLONESHOT)
             except OSError:
@@ -822,19 +838,34 @@ class Worker:
                     except OSError:  # the listener was closed under us: stopping
                         pass
                 elif conn is not None:
-                    # Only the leader arms the standby timer: a thread that lost the lead
-                    # while it waited in poll() serves what it got without promoting anyone
-                    # (the new leader is already polling).
-                    timer = self.timer if self.leader == me else None
-                    if timer is not None:
-                        timer.arm()
+                    # Only the leader's requests count for the standby timer: a thread that
+                    # lost the lead while it waited in poll() serves what it got without
+                    # promoting anyone (the new leader is already polling).
+                    leading = self.timer is not None and self.start_lead(me)
                     self.serve_connection(fd, conn)
-                    if timer is not None:
-                        # Under the lock: a standby may have taken the lead meanwhile and
-                        # armed the timer for its own request, which must stay armed.
+                    if leading:
+                        # Under the lock: a standby may have taken the lead meanwhile, and
+                        # lead_start is now its request's.
                         with self.lock:
                             if self.leader == me:
-                                timer.disarm()
+                                self.lead_start = None
+
+    def start_lead(self, me: int) -> bool:
+        """The leader starts serving a request: makes sure the timer fires between
+        PROMOTE_AFTER and twice that from now. False if this thread is not the leader."""
+        assert self.timer is not None
+        now = time.monotonic()
+        with self.lock:
+            if self.leader != me:
+                return False
+            self.lead_start = now
+            deadline = self.timer.deadline
+            if deadline is None or deadline < now + PROMOTE_AFTER:
+                try:
+                    self.timer.set_at(now + 2 * PROMOTE_AFTER)
+                except OSError as e:  # not expected: slow requests would hold up the others
+                    log.error("cannot set the standby timer: %s", e)
+        return True
 
     def lead(self, me: int) -> bool:
         """True when this thread is (or has just become) the leader; otherwise it stands by
@@ -850,16 +881,28 @@ class Worker:
         except OSError:  # not expected (the standby epoll is never closed): do not spin
             time.sleep(0.5)
             return False
-        if events:
-            self.timer.consume()
-            with self.lock:
-                self.leader = me
-            try:
-                self.standby.modify(self.timer.fd, select.EPOLLIN | select.EPOLLONESHOT)
-            except OSError as e:  # not expected: no standby thread would be woken again
-                log.error("cannot re-arm the standby timer (slow requests now hold up the others): %s", e)
-            return True
-        return False
+        if not events:
+            return False
+        # The timer fired: the leader is idle (nothing to do: it sets the timer again when it
+        # next starts a request), or in a request that has run for PROMOTE_AFTER (this thread
+        # takes the lead), or in a younger one (the timer is set for when that one will have).
+        # Under the lock, as start_lead() and the leader's end of request.
+        with self.lock:
+            promoted = False
+            if self.timer.consume() and self.lead_start is not None:
+                now = time.monotonic()
+                if now - self.lead_start >= PROMOTE_AFTER:
+                    self.leader, self.lead_start, promoted = me, None, True
+                else:
+                    try:
+                        self.timer.set_at(self.lead_start + PROMOTE_AFTER)
+                    except OSError as e:  # not expected
+                        log.error("cannot set the standby timer: %s", e)
+        try:
+            self.standby.modify(self.timer.fd, select.EPOLLIN | select.EPOLLONESHOT)
+        except OSError as e:  # not expected: no standby thread would be woken again
+            log.error("cannot re-arm the standby timer (slow requests now hold up the others): %s", e)
+        return promoted
 
     def serve_connection(self, fd: int, conn: Connection) -> None:
         """Serves the requests waiting on conn, then re-arms it (or drops it)."""

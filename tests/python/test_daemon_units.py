@@ -303,22 +303,32 @@ def test_nowait_rearm_is_epoll_modify() -> None:
 
 
 @needs_nowait
-def test_timer_fires_once_after_arming_and_not_after_disarming() -> None:
+def test_timer_fires_once_at_its_deadline_and_resetting_it_clears_a_fired_one() -> None:
     nw = daemon._nowait
     assert nw is not None
-    timer = nw.timer(0.01)
+    timer = nw.timer()
     ep = select.epoll()
     try:
         ep.register(timer.fd, select.EPOLLIN)
-        assert ep.poll(0.05) == []  # not armed yet
-        timer.arm()
+        assert ep.poll(0.05) == []  # not set yet
+        assert timer.consume() is False and timer.deadline is None
+        start = time.monotonic()
+        timer.set_at(start + 0.02)
+        assert timer.deadline == start + 0.02
         assert ep.poll(1) != []
-        timer.consume()
+        assert time.monotonic() - start >= 0.019  # not before its deadline
+        assert timer.consume() is True and timer.deadline is None
         assert ep.poll(0.05) == []  # one-shot
-        timer.arm()
-        timer.disarm()
+        assert timer.consume() is False
+        # Fired, then set again before anyone read it: the expiry is gone (what tells a
+        # standby thread that woke late that the leader's request has ended since).
+        timer.set_at(time.monotonic() + 0.001)
+        time.sleep(0.01)
+        timer.set_at(time.monotonic() + 10)
+        assert timer.consume() is False
         assert ep.poll(0.05) == []
-        timer.consume()  # nothing to read: no error (another thread may have read it)
+        timer.set_at(time.monotonic() - 1)  # in the past: fires at once
+        assert ep.poll(1) != [] and timer.consume() is True
     finally:
         ep.close()
         os.close(timer.fd)
