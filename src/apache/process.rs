@@ -129,6 +129,17 @@ pub enum Exit {
     Signal(i32),
 }
 
+impl Exit {
+    /// From a waitpid() status.
+    pub fn from_status(status: i32) -> Exit {
+        if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        }
+    }
+}
+
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -159,12 +170,7 @@ pub fn reap_any() -> Option<(i32, Exit)> {
     if pid <= 0 {
         return None;
     }
-    let exit = if libc::WIFSIGNALED(status) {
-        Exit::Signal(libc::WTERMSIG(status))
-    } else {
-        Exit::Code(libc::WEXITSTATUS(status))
-    };
-    Some((pid, exit))
+    Some((pid, Exit::from_status(status)))
 }
 
 static TERM: AtomicBool = AtomicBool::new(false);
@@ -530,6 +536,34 @@ pub fn is_preflight_config() -> bool {
     unsafe {
         crate::sys::ap_state_query(crate::sys::AP_SQ_MAIN_STATE as i32)
             == crate::sys::AP_SQ_MS_CREATE_PRE_CONFIG as i32
+    }
+}
+
+/// ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING: Apache's parent is stopping for
+/// good (its process pool is being destroyed), not restarting.
+pub fn is_exiting() -> bool {
+    // SAFETY: ap_state_query has no preconditions.
+    unsafe {
+        crate::sys::ap_state_query(crate::sys::AP_SQ_MAIN_STATE as i32)
+            == crate::sys::AP_SQ_MS_EXITING as i32
+    }
+}
+
+/// Waits (polling, so that a lost SIGCHLD cannot hang it) until child `pid` has ended or
+/// `limit` has passed, and reaps it. None: still running (or not a child of this process).
+pub fn wait_for(pid: i32, limit: Duration) -> Option<Exit> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer.
+        let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if got == pid {
+            return Some(Exit::from_status(status));
+        }
+        if got < 0 || std::time::Instant::now() >= deadline {
+            return None;
+        }
+        sleep(Duration::from_millis(20));
     }
 }
 

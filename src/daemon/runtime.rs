@@ -315,14 +315,45 @@ fn configure(pconf: Pool, main: Server) -> Result<(), String> {
     PCONF.store(pconf.raw(), Ordering::SeqCst);
     start_monitor(pconf)?;
     // The monitor goes with this generation: SIGTERM makes it stop its workers gracefully.
+    // On a restart the new generation's monitor starts meanwhile (the old one's workers
+    // finish their requests on their own). When Apache stops, its parent waits for the
+    // monitor, which waits for its workers: once Apache has exited nothing of mod_py is left
+    // (service managers then have no stragglers to kill, and apps' exit handlers have run).
     pconf.register_cleanup(Box::new(|| {
         let pid = MONITOR_PID.swap(0, Ordering::SeqCst);
         if pid > 0 {
             process::unregister_other_child(on_monitor_event);
             process::kill(pid, libc::SIGTERM);
+            if process::is_exiting() {
+                // The monitor kills workers still there after the longest shutdown-timeout
+                // plus 1 s; one more second for it to reap them and exit.
+                let limit = longest_shutdown_timeout() + Duration::from_secs(2);
+                if process::wait_for(pid, limit).is_none() {
+                    process::kill(pid, libc::SIGKILL);
+                    process::wait_for(pid, Duration::from_secs(1));
+                }
+            }
         }
     }));
     Ok(())
+}
+
+/// The longest shutdown-timeout of the groups and templates (a template's is read from its
+/// options; the default when it has none).
+fn longest_shutdown_timeout() -> Duration {
+    let groups = GROUPS.read().map(|g| g.clone()).unwrap_or_default();
+    let configured = groups.iter().map(|g| g.config.shutdown_timeout);
+    let templates = on_demand().map(|d| d.templates.clone()).unwrap_or_default();
+    let from_templates = templates.iter().map(|t| {
+        t.options
+            .iter()
+            .filter_map(|o| o.strip_prefix("shutdown-timeout="))
+            .filter_map(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .next_back()
+            .unwrap_or(DaemonGroup::new("").shutdown_timeout)
+    });
+    configured.chain(from_templates).max().unwrap_or_default()
 }
 
 fn start_monitor(pconf: Pool) -> Result<(), String> {

@@ -587,6 +587,47 @@ def test_graceful_restart_waits_for_in_flight_request(apache: Callable[..., Apac
     wait_log(a, "embedded mode is disabled by WSGIRestrictEmbedded On")
 
 
+@pytest.mark.parametrize("how", [signal.SIGWINCH, signal.SIGTERM], ids=["graceful-stop", "stop"])
+def test_apache_exits_after_the_monitor_and_workers(apache: Callable[..., Apache], how: signal.Signals) -> None:
+    """When Apache's parent has exited, the monitor and every worker have too (a service
+    manager finds no stragglers to kill), and the workers ended cleanly: the application's
+    atexit handler ran."""
+    a = apache("""
+        WSGIDaemonProcess site processes=2 threads=2
+        WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
+        """, files={"app.wsgi": """
+        import atexit, os
+        def bye():
+            with open(os.path.join(os.path.dirname(__file__), "exited", str(os.getpid())), "w"):
+                pass
+        atexit.register(bye)
+        def application(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [str(os.getpid()).encode()]
+        """}, start=False)
+    exited = a.root / "exited"
+    exited.mkdir()
+    exited.chmod(0o777)
+    a.start()
+    seen = set()
+    for _ in range(20):
+        status, _, body = a.get("/app")
+        assert status == 200, body
+        seen.add(int(body))
+    monitor = monitor_pid(a)
+    procs = workers(a, "site")
+    assert len(procs) == 2 and seen <= set(procs), (procs, seen)
+    assert a.proc is not None
+    os.kill(a.pid, how)
+    a.proc.wait(timeout=30)
+    for pid in [monitor, *procs]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone, and reaped (a zombie would still answer)
+    # (a worker loads the script at its first request: those that served ran the handler)
+    assert {int(p.name) for p in exited.iterdir()} == seen
+    assert "still running after shutdown-timeout" not in a.log_text()
+
+
 def test_python_home_virtualenv(apache: Callable[..., Apache]) -> None:
     """python-home= naming a virtual environment runs the group in it (as WSGIPythonHome)."""
     a = apache("""
