@@ -549,21 +549,58 @@ pub fn is_exiting() -> bool {
     }
 }
 
+/// What wait_for() found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// It ended, and is reaped now.
+    Exited(Exit),
+    /// Not (or no longer) a child of this process: someone reaped it already.
+    NotAChild,
+    /// Still running when the limit passed (an unreaped child: its pid cannot be reused).
+    Running,
+}
+
 /// Waits (polling, so that a lost SIGCHLD cannot hang it) until child `pid` has ended or
-/// `limit` has passed, and reaps it. None: still running (or not a child of this process).
-pub fn wait_for(pid: i32, limit: Duration) -> Option<Exit> {
+/// `limit` has passed, and reaps it.
+pub fn wait_for(pid: i32, limit: Duration) -> Waited {
     let deadline = std::time::Instant::now() + limit;
     loop {
         let mut status = 0;
         // SAFETY: status is a valid out-pointer.
         let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if got == pid {
-            return Some(Exit::from_status(status));
+            return Waited::Exited(Exit::from_status(status));
         }
-        if got < 0 || std::time::Instant::now() >= deadline {
-            return None;
+        if got < 0 {
+            return Waited::NotAChild;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Waited::Running;
         }
         sleep(Duration::from_millis(20));
+    }
+}
+
+/// The name of process `pid` (/proc/PID/comm), if it exists.
+pub fn name_of(pid: i32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_string())
+}
+
+/// Closes every descriptor above 2 but those in `keep`: a process forked from Apache's parent
+/// that does not exec (the monitor) must not hold Apache's listening sockets, log pipes...
+pub fn close_fds_except(keep: &[RawFd]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    // Collected first: the directory's own descriptor is among them until it is dropped.
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            close(fd);
+        }
     }
 }
 

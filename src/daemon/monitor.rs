@@ -262,7 +262,12 @@ const EXIT_INACTIVE: i32 = 4;
 /// The monitor's life; never returns.
 pub fn run(groups: Vec<Arc<Group>>, on_demand: Option<Arc<OnDemandSetup>>, parent: i32) -> ! {
     process::monitor_signals();
-    process::set_name("modpy-monitor");
+    process::set_name(super::runtime::MONITOR_NAME);
+    // Only its groups' sockets: not Apache's listeners (a monitor that outlives Apache would
+    // keep its port accepting connections nobody answers), log pipes or anything else.
+    let mut keep: Vec<i32> = groups.iter().map(|g| g.fd).collect();
+    keep.extend(on_demand.as_ref().map(|d| d.control_fd));
+    process::close_fds_except(&keep);
     // The parent may have died between fork and PDEATHSIG.
     if !process::kill(parent, 0) {
         process::exit_now(0);

@@ -108,6 +108,8 @@ pub fn on_demand() -> Option<Arc<OnDemandSetup>> {
     ON_DEMAND.read().ok()?.clone()
 }
 static MONITOR_PID: AtomicI32 = AtomicI32::new(0);
+/// The monitor's process name (ps, /proc/PID/comm).
+pub const MONITOR_NAME: &str = "modpy-monitor";
 static PCONF: AtomicPtr<crate::sys::apr_pool_t> = AtomicPtr::new(std::ptr::null_mut());
 static MAIN_SERVER: RwLock<Option<Server>> = RwLock::new(None);
 
@@ -319,39 +321,83 @@ fn configure(pconf: Pool, main: Server) -> Result<(), String> {
     // finish their requests on their own). When Apache stops, its parent waits for the
     // monitor, which waits for its workers: once Apache has exited nothing of mod_py is left
     // (service managers then have no stragglers to kill, and apps' exit handlers have run).
-    pconf.register_cleanup(Box::new(|| {
+    pconf.register_cleanup(Box::new(move || {
         let pid = MONITOR_PID.swap(0, Ordering::SeqCst);
+        let mut stopping = stopping_monitors(&main);
         if pid > 0 {
             process::unregister_other_child(on_monitor_event);
             process::kill(pid, libc::SIGTERM);
-            if process::is_exiting() {
-                // The monitor kills workers still there after the longest shutdown-timeout
-                // plus 1 s; one more second for it to reap them and exit.
-                let limit = longest_shutdown_timeout() + Duration::from_secs(2);
-                if process::wait_for(pid, limit).is_none() {
-                    process::kill(pid, libc::SIGKILL);
-                    process::wait_for(pid, Duration::from_secs(1));
-                }
+            stopping.push(pid);
+        }
+        if process::is_exiting() {
+            // The monitor kills workers still there after the longest shutdown-timeout plus
+            // 1 s; one more second for it to reap them and exit.
+            let limit = longest_shutdown_timeout() + Duration::from_secs(2);
+            let deadline = std::time::Instant::now() + limit;
+            for pid in stopping {
+                wait_for_monitor(pid, deadline);
             }
+        } else {
+            // A restart: earlier generations' monitors that have ended (Apache's main loop
+            // reaps them) are forgotten.
+            stopping.retain(|&pid| is_our_monitor(pid));
+            let list: Vec<String> = stopping.iter().map(i32::to_string).collect();
+            process::set_process_note(&main, STOPPING_NOTE, &list.join(","));
         }
     }));
     Ok(())
 }
 
-/// The longest shutdown-timeout of the groups and templates (a template's is read from its
-/// options; the default when it has none).
+/// Monitors of this and earlier generations, sent SIGTERM, not yet seen to exit (a graceful
+/// restart leaves the old one finishing its workers' requests while the new one serves):
+/// kept in the process pool, as this module is unloaded and loaded again at each restart.
+const STOPPING_NOTE: &str = "mod_py.stopping_monitors";
+
+fn stopping_monitors(main: &Server) -> Vec<i32> {
+    process::process_note(main, STOPPING_NOTE)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// True if `pid` is still a monitor process: its name says so (the pid of one that Apache
+/// has reaped may belong to anything by now).
+fn is_our_monitor(pid: i32) -> bool {
+    process::name_of(pid).is_some_and(|n| n == MONITOR_NAME)
+}
+
+/// Waits for a stopping monitor until `deadline`, then SIGKILLs it.
+fn wait_for_monitor(pid: i32, deadline: std::time::Instant) {
+    if !is_our_monitor(pid) {
+        return;
+    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if process::wait_for(pid, left) == process::Waited::Running {
+        process::kill(pid, libc::SIGKILL);
+        process::wait_for(pid, Duration::from_secs(1));
+    }
+}
+
+/// The longest shutdown-timeout of the groups and templates. A template's is read from its
+/// options (the default when it has none); one set by a placeholder is only known to the
+/// monitor, and counts as a minute (the wait ends when the monitor does, this is a bound).
 fn longest_shutdown_timeout() -> Duration {
     let groups = GROUPS.read().map(|g| g.clone()).unwrap_or_default();
     let configured = groups.iter().map(|g| g.config.shutdown_timeout);
     let templates = on_demand().map(|d| d.templates.clone()).unwrap_or_default();
     let from_templates = templates.iter().map(|t| {
-        t.options
+        match t
+            .options
             .iter()
             .filter_map(|o| o.strip_prefix("shutdown-timeout="))
-            .filter_map(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs)
             .next_back()
-            .unwrap_or(DaemonGroup::new("").shutdown_timeout)
+        {
+            None => DaemonGroup::new("").shutdown_timeout,
+            Some(v) => v
+                .parse::<u64>()
+                .map_or(Duration::from_secs(60), Duration::from_secs),
+        }
     });
     configured.chain(from_templates).max().unwrap_or_default()
 }
@@ -370,7 +416,9 @@ fn start_monitor(pconf: Pool) -> Result<(), String> {
     }
 }
 
-/// Apache's parent reaped the monitor: log how it ended and start another.
+/// Apache's parent reaped the monitor: log how it ended and start another (not while Apache
+/// stops: prefork's stop signals its whole process group, the monitor included, and then
+/// reaps children).
 fn on_monitor_event(ev: OtherChild) {
     let OtherChild::Death(exit) = ev else {
         return;
@@ -379,6 +427,18 @@ fn on_monitor_event(ev: OtherChild) {
     let main = *MAIN_SERVER.read().unwrap_or_else(|e| e.into_inner());
     let pconf = PCONF.load(Ordering::SeqCst);
     if pid == 0 || pconf.is_null() {
+        return;
+    }
+    let stopping = hooks::mpm_query(crate::sys::AP_MPMQ_MPM_STATE as i32)
+        == Some(crate::sys::AP_MPMQ_STOPPING as i32);
+    if stopping {
+        if let Some(s) = main {
+            s.log_error(
+                log::APLOG_INFO,
+                0,
+                &format!("mod_py: the daemon monitor (pid {pid}) ended ({exit}) as Apache stops"),
+            );
+        }
         return;
     }
     let how = match exit {

@@ -587,28 +587,46 @@ def test_graceful_restart_waits_for_in_flight_request(apache: Callable[..., Apac
     wait_log(a, "embedded mode is disabled by WSGIRestrictEmbedded On")
 
 
-@pytest.mark.parametrize("how", [signal.SIGWINCH, signal.SIGTERM], ids=["graceful-stop", "stop"])
-def test_apache_exits_after_the_monitor_and_workers(apache: Callable[..., Apache], how: signal.Signals) -> None:
-    """When Apache's parent has exited, the monitor and every worker have too (a service
-    manager finds no stragglers to kill), and the workers ended cleanly: the application's
-    atexit handler ran."""
-    a = apache("""
-        WSGIDaemonProcess site processes=2 threads=2
+EXIT_APP = """
+import atexit, os, time
+here = os.path.dirname(__file__)
+def bye():
+    with open(os.path.join(here, "exited", str(os.getpid())), "w"):
+        pass
+atexit.register(bye)
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/sleep":
+        time.sleep(float(environ["QUERY_STRING"]))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def start_exit_app(apache: Callable[..., Apache], processes: int) -> tuple[Apache, Path]:
+    a = apache(f"""
+        WSGIDaemonProcess site processes={processes} threads=2 shutdown-timeout=10
         WSGIScriptAlias /app @ROOT@/app.wsgi process-group=site
-        """, files={"app.wsgi": """
-        import atexit, os
-        def bye():
-            with open(os.path.join(os.path.dirname(__file__), "exited", str(os.getpid())), "w"):
-                pass
-        atexit.register(bye)
-        def application(environ, start_response):
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [str(os.getpid()).encode()]
-        """}, start=False)
+        """, files={"app.wsgi": EXIT_APP}, start=False)
     exited = a.root / "exited"
     exited.mkdir()
     exited.chmod(0o777)
     a.start()
+    return a, exited
+
+
+def assert_gone(pids: list[int]) -> None:
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone, and reaped (a zombie would still answer)
+
+
+@pytest.mark.parametrize("how", [signal.SIGWINCH, signal.SIGTERM], ids=["graceful-stop", "stop"])
+def test_apache_exits_after_the_monitor_and_workers(apache: Callable[..., Apache], how: signal.Signals) -> None:
+    """When Apache's parent has exited, the monitor and every worker have too (a service
+    manager finds no stragglers to kill), and the workers ended cleanly: the application's
+    atexit handler ran. The monitor never held Apache's listening socket (a monitor that
+    outlived Apache would have kept the port accepting connections nobody answers)."""
+    a, exited = start_exit_app(apache, processes=2)
     seen = set()
     for _ in range(20):
         status, _, body = a.get("/app")
@@ -617,15 +635,59 @@ def test_apache_exits_after_the_monitor_and_workers(apache: Callable[..., Apache
     monitor = monitor_pid(a)
     procs = workers(a, "site")
     assert len(procs) == 2 and seen <= set(procs), (procs, seen)
+    listeners = subprocess.run(["ss", "-ltnpH", f"sport = :{a.port}"], capture_output=True, text=True).stdout
+    assert f"pid={a.pid}," in listeners and f"pid={monitor}," not in listeners, listeners
     assert a.proc is not None
     os.kill(a.pid, how)
     a.proc.wait(timeout=30)
-    for pid in [monitor, *procs]:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)  # gone, and reaped (a zombie would still answer)
+    assert_gone([monitor, *procs])
     # (a worker loads the script at its first request: those that served ran the handler)
     assert {int(p.name) for p in exited.iterdir()} == seen
-    assert "still running after shutdown-timeout" not in a.log_text()
+    log = a.log_text()
+    assert "still running after shutdown-timeout" not in log
+    assert "starting a new one" not in log  # no monitor started again while Apache stops
+
+
+def test_apache_exits_after_an_earlier_generations_monitor(apache: Callable[..., Apache]) -> None:
+    """A graceful restart leaves the old monitor finishing its worker's request while the new
+    one serves; when Apache then stops, its parent waits for both."""
+    a, exited = start_exit_app(apache, processes=1)
+    assert a.get("/app")[0] == 200
+    old_monitor, old_workers = monitor_pid(a), workers(a, "site")
+    assert len(old_workers) == 1
+    cut: list[object] = []
+
+    def slow() -> None:
+        try:
+            cut.append(a.get("/app/sleep?6", timeout=30)[0])
+        except OSError as e:  # Apache stops under it: the connection may be cut
+            cut.append(e)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    a.graceful()
+    def monitors() -> set[int]:  # the old one is still there, finishing
+        return {p for p in a.children() if Path(f"/proc/{p}/comm").read_text().strip() == "modpy-monitor"}
+
+    deadline = time.time() + 10
+    while time.time() < deadline and monitors() <= {old_monitor}:
+        time.sleep(0.1)
+    new_monitor = min(monitors() - {old_monitor})
+    deadline = time.time() + 10
+    while time.time() < deadline and set(workers(a, "site")) <= set(old_workers):
+        time.sleep(0.1)
+    new_workers = [p for p in workers(a, "site") if p not in old_workers]
+    assert new_workers and not cut  # the new generation is up, the slow request still runs
+    assert a.proc is not None
+    # stop, not graceful-stop: Apache does not wait for the cut request (with prefork its
+    # parent is done at once), the old worker still finishes it.
+    os.kill(a.pid, signal.SIGTERM)
+    a.proc.wait(timeout=30)
+    t.join()
+    assert_gone([old_monitor, *old_workers, new_monitor, *new_workers])
+    # the old worker finished its request and exited cleanly, before Apache's parent did
+    assert old_workers[0] in {int(p.name) for p in exited.iterdir()}
 
 
 def test_python_home_virtualenv(apache: Callable[..., Apache]) -> None:
