@@ -92,14 +92,24 @@ def workers(a: Apache, group: str) -> list[int]:
     return mine
 
 
-def monitor_pid(a: Apache) -> int:
+def monitor_pids(a: Apache) -> set[int]:
+    """Apache's children that are mod_py monitors (after a graceful restart the old one may
+    still be there, finishing its workers' requests)."""
+    found = set()
     for pid in a.children():
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() == "modpy-monitor":
-                return pid
-        except OSError:
+                found.add(pid)
+        except OSError:  # it ended meanwhile
             pass
-    raise AssertionError(f"no monitor among {a.children()}")
+    return found
+
+
+def monitor_pid(a: Apache) -> int:
+    pids = monitor_pids(a)
+    if not pids:
+        raise AssertionError(f"no monitor among {a.children()}")
+    return min(pids)
 
 
 class Load:
@@ -684,20 +694,10 @@ def test_apache_exits_after_an_earlier_generations_monitor(apache: Callable[...,
     t.start()
     time.sleep(0.5)
     a.graceful()
-    def monitors() -> set[int]:  # the old one is still there, finishing
-        found = set()
-        for p in a.children():
-            try:
-                if Path(f"/proc/{p}/comm").read_text().strip() == "modpy-monitor":
-                    found.add(p)
-            except OSError:  # it ended meanwhile
-                pass
-        return found
-
     deadline = time.time() + 10
-    while time.time() < deadline and monitors() <= {old_monitor}:
+    while time.time() < deadline and monitor_pids(a) <= {old_monitor}:
         time.sleep(0.1)
-    new_monitor = min(monitors() - {old_monitor})
+    new_monitor = min(monitor_pids(a) - {old_monitor})
     deadline = time.time() + 10
     while time.time() < deadline and set(workers(a, "site")) <= set(old_workers):
         time.sleep(0.1)
