@@ -15,6 +15,7 @@ a thread.
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import faulthandler
 import logging
@@ -30,9 +31,14 @@ import threading
 import time
 import traceback
 from types import TracebackType
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 from . import _wsgi
+
+try:  # the hot path in Rust (native/); the pure-Python Loop below where it does not load
+    from . import _native
+except ImportError:
+    _native = None  # type: ignore[assignment]
 
 MAGIC = b"MODPYD\0\0"
 VERSION = 1
@@ -208,6 +214,14 @@ class ProtocolError(Exception):
     """A malformed frame: the connection is closed, nothing else."""
 
 
+def _native_log(level: int, msg: str, exc: Optional[BaseException]) -> None:
+    log.log(level, "%s", msg, exc_info=exc)
+
+
+if _native is not None:
+    _native.setup(ProtocolError, _native_log)
+
+
 class WSGIError(Exception):
     """The application broke PEP 3333."""
 
@@ -313,6 +327,18 @@ def _flush_stderr() -> None:
 
 # ---- framing ----
 
+class FrameConn(Protocol):
+    """A connection as the WSGI layer uses it: Connection, or modpy._native's Conn."""
+
+    def fileno(self) -> int: ...
+    def read_frame(self) -> tuple[int, bytes]: ...
+    def queue(self, kind: int, payload: bytes = b"") -> None: ...
+    def flush(self) -> None: ...
+    def send(self, kind: int, payload: bytes = b"") -> None: ...
+    def send_raw(self, data: bytes) -> None: ...
+    def pending(self) -> int: ...
+
+
 class Connection:
     """One Apache child's connection: frames in both directions."""
 
@@ -389,6 +415,15 @@ class Connection:
         self.queue(kind, payload)
         self.flush()
 
+    def send_raw(self, data: bytes) -> None:
+        """Sends what is queued, then `data` as it is (send_file's frame header, padding)."""
+        self.flush()
+        self.sock.sendall(data)
+
+    def pending(self) -> int:
+        """Bytes queued and not yet sent."""
+        return len(self.out)
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -401,7 +436,7 @@ class Connection:
 class Input:
     """wsgi.input: pulls the request body from the Apache child a chunk at a time."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: FrameConn) -> None:
         self.conn, self.buf, self.eof = conn, bytearray(), False
 
     def _pull(self, want: int) -> bool:
@@ -564,7 +599,7 @@ def check_header(name: str, value: str) -> None:
 class Response:
     """start_response and the state of one response."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: FrameConn) -> None:
         self.conn = conn
         self.status: Optional[str] = None
         self.headers: list[tuple[str, str]] = []
@@ -623,7 +658,7 @@ class Response:
             self.conn.queue(DATA, data[i:i + MAX_CHUNK])
         # A list body goes out in one write at END; anything else (a generator, write())
         # streams: each piece is sent as the app produces it.
-        if not self.batch or len(self.conn.out) > MAX_CHUNK:
+        if not self.batch or self.conn.pending() > MAX_CHUNK:
             self.conn.flush()
 
 
@@ -642,16 +677,15 @@ def send_file(resp: Response, fw: FileWrapper) -> bool:
         resp.headers.append(("Content-Length", str(left)))
         resp.length = left
     resp.send_start()
-    resp.conn.flush()
-    sock = resp.conn.sock
+    conn = resp.conn
     while left > 0:
         n = min(left, MAX_CHUNK)
-        sock.sendall(_header.pack(DATA, 0, 0, n))
+        conn.send_raw(_header.pack(DATA, 0, 0, n))
         sent = 0
         while sent < n:
-            k = os.sendfile(sock.fileno(), fd, pos + sent, n - sent)
+            k = os.sendfile(conn.fileno(), fd, pos + sent, n - sent)
             if k == 0:  # the file shrank: pad the announced frame, then stop
-                sock.sendall(b"\0" * (n - sent))
+                conn.send_raw(b"\0" * (n - sent))
                 left = n = sent = 0
                 break
             sent += k
@@ -660,30 +694,40 @@ def send_file(resp: Response, fw: FileWrapper) -> bool:
     return True
 
 
-class Worker:
-    """The process: listener, connection scheduling, app calls, limits."""
+# serve(conn, environ) -> whether the connection can carry another request
+ServeFn = Callable[[Any, dict[str, Any]], bool]
 
-    def __init__(self, settings: Settings, listener: socket.socket) -> None:
-        self.s = settings
-        self.listener: Optional[socket.socket] = listener
-        # One epoll for the listener and every idle connection, each fd armed for one event
-        # at a time (EPOLLONESHOT): a thread that takes a request serves it and re-arms the fd.
+
+class Loop:
+    """The connection loop in Python: modpy._native.Loop's twin, used where that does not
+    load (PyPy, an old CPython, the extension not built). Same interface, same behaviour.
+
+    One epoll for the listener and every idle connection, each fd armed for one event at a
+    time (EPOLLONESHOT): a thread that takes a request serves it and re-arms the fd.
+    Who waits on it: one thread, the leader, serves request after request (as one thread
+    would: no hand-over of the GIL, no sleeping and waking between requests when they come
+    back to back). The other threads stand by, asleep on a timer that is always due within
+    2 x PROMOTE_AFTER of the start of the leader's request (`lead_start`): a request that runs
+    longer than PROMOTE_AFTER (the app waits on a database, or is slow) wakes one of them,
+    which becomes the leader and serves what comes next; the old leader stands by once done.
+    So all `threads` serve at once when requests block, and one serves when they do not. The
+    leader moves the timer on only when it would fire too soon, about once per PROMOTE_AFTER
+    under load (`start_lead`). Without a timerfd (no ctypes): every thread waits on the epoll.
+    """
+
+    def __init__(self, listener: int, secret: bytes, apache_uid: int, threads: int,
+                 promote_after: float, serve: ServeFn) -> None:
+        self.listener: Optional[socket.socket] = socket.socket(fileno=listener)
+        self.listener.setblocking(False)
+        self.secret, self.apache_uid, self.promote_after = secret, apache_uid, promote_after
+        self.serve_request = serve
         self.epoll = select.epoll()
-        # Who waits on it: one thread, the leader, serves request after request (as one
-        # thread would: no hand-over of the GIL, no sleeping and waking between requests when
-        # they come back to back). The other threads stand by, asleep on a timer that is
-        # always due within 2 x PROMOTE_AFTER of the start of the leader's request
-        # (`lead_start`): a request that runs longer than PROMOTE_AFTER (the app waits on a
-        # database, or is slow) wakes one of them, which becomes the leader and serves what
-        # comes next; the old leader stands by once done. So all `threads` serve at once when
-        # requests block, and one serves when they do not. The leader moves the timer on only
-        # when it would fire too soon, about once per PROMOTE_AFTER under load (`start_lead`).
-        # Without a timerfd (no ctypes): every thread waits on the epoll, as before.
+        self.epoll.register(listener, select.EPOLLIN | select.EPOLLONESHOT)
         self.leader: Optional[int] = None
         self.lead_start: Optional[float] = None
         self.timer: Optional[Timer] = None
         self.standby: Optional[select.epoll] = None
-        if _nowait is not None and settings.threads > 1:
+        if _nowait is not None and threads > 1:
             try:
                 self.timer = _nowait.timer()
                 self.standby = select.epoll()
@@ -692,39 +736,59 @@ class Worker:
                 self.timer = self.standby = None
         self.conns: dict[int, Connection] = {}
         self.busy: set[int] = set()
-        self.stopping: Optional[float] = None  # deadline once stopping
-        self.stop_reason = ""
-        self.done = threading.Event()
-        # Re-entrant: stop() also runs from signal handlers in the main thread.
-        self.lock = threading.RLock()
-        self.active: dict[int, float] = {}  # thread id -> request start
+        self.stopping = False
+        self.closed = False
+        self.lock = threading.Lock()
+        self.active_since: dict[int, float] = {}  # thread id -> request start
         self.requests = 0
         self.last_activity = time.monotonic()
-        self.started = time.monotonic()
-        self.apps: dict[tuple[str, str], Any] = {}
-        self.mtimes: dict[str, Optional[int]] = {}
-        self.exit_code = 0
-        self.touched = 0.0
 
-    # -- lifecycle --
+    # -- the interface Worker uses (modpy._native.Loop's) --
 
-    def stop(self, reason: str, timeout: float) -> None:
+    def run_thread(self) -> None:
+        me = threading.get_ident()
+        try:
+            self.serve_forever(me)
+        finally:
+            # A leader that ends leaves the lead to a thread standing by.
+            with self.lock:
+                if self.leader == me:
+                    self.leader = None
+
+    def stop(self) -> None:
+        """No new connections, and the idle kept-alive ones are closed (no request is on them:
+        the Apache side sends a request that meets the close again, on a fresh connection).
+        Connections accepted but not yet greeted carry a request that is on its way: they are
+        served."""
         with self.lock:
-            if self.stopping is not None:
-                return
-            self.stop_reason = reason
-            self.stopping = time.monotonic() + timeout
-            # No new connections, and the idle kept-alive ones are closed (no request is on
-            # them: the Apache side sends a request that meets the close again, on a fresh
-            # connection). Connections accepted but not yet greeted carry a request that is
-            # on its way: they are served before the process exits.
+            self.stopping = True
             if self.listener is not None:
                 self.epoll.unregister(self.listener.fileno())
                 self.listener.close()
                 self.listener = None
             for fd in [fd for fd, c in self.conns.items() if c.greeted and fd not in self.busy]:
                 self._forget(fd)
-        log.info("stopping: %s", reason)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pending(self) -> int:
+        with self.lock:
+            waiting = sum(1 for fd, c in self.conns.items() if fd in self.busy or not c.greeted)
+            return max(len(self.active_since), waiting)
+
+    def active(self) -> int:
+        return len(self.active_since)
+
+    def oldest_age(self) -> Optional[float]:
+        with self.lock:
+            oldest = min(self.active_since.values(), default=None)
+        return None if oldest is None else time.monotonic() - oldest
+
+    def idle_for(self) -> float:
+        return time.monotonic() - self.last_activity
+
+    # -- inside --
 
     def _forget(self, fd: int) -> None:
         """Drops a connection (lock held)."""
@@ -735,37 +799,6 @@ class Worker:
             except OSError:
                 pass
             conn.close()
-
-    def run(self) -> int:
-        for script, callable_name in self.s.preload:
-            try:
-                if callable_name:
-                    self.application(script, callable_name, reloading=False)
-                else:
-                    _wsgi.load_script(script, False)
-            except Exception:
-                log.exception("failed to preload WSGI script '%s'", script)
-        assert self.listener is not None
-        self.listener.setblocking(False)
-        self.epoll.register(self.listener.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
-        self.arm_deadlock_timer()  # before the first request can hold the GIL
-        for _ in range(self.s.threads):
-            threading.Thread(target=self.thread_main, daemon=True).start()
-        threading.Thread(target=self.watchdog, daemon=True).start()
-        while True:
-            self.done.wait(0.2)  # signal handlers run here, in the main thread
-            if self.stopping is None:
-                continue
-            # Not only `active`: a connection being greeted, or accepted and not yet greeted,
-            # has a request on its way that exiting would lose.
-            with self.lock:
-                waiting = sum(1 for fd, c in self.conns.items() if fd in self.busy or not c.greeted)
-                busy = max(len(self.active), waiting)
-            if busy == 0:
-                return 0
-            if time.monotonic() > self.stopping:
-                log.warning("%d request(s) still running after the timeout; exiting", busy)
-                return 0
 
     def accept(self) -> None:
         with self.lock:
@@ -779,7 +812,7 @@ class Worker:
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:
-                    if self.stopping is not None:
+                    if self.stopping:
                         return
                     raise
                 sock.setblocking(True)
@@ -791,8 +824,8 @@ class Worker:
                     log.error("cannot check the peer of a new connection (%s); closing it", e)
                     sock.close()
                     continue
-                if uid not in (0, self.s.apache_uid):
-                    log.error("refused a connection from uid %d (only Apache's uid %d may connect)", uid, self.s.apache_uid)
+                if uid not in (0, self.apache_uid):
+                    log.error("refused a connection from uid %d (only Apache's uid %d may connect)", uid, self.apache_uid)
                     sock.close()
                     continue
                 conn = Connection(sock)
@@ -807,19 +840,8 @@ class Worker:
                     except OSError:
                         pass
 
-    def thread_main(self) -> None:
-        me = threading.get_ident()
-        try:
-            self.serve_forever(me)
-        finally:
-            # A leader that ends (the epoll was closed) leaves the lead to a thread standing
-            # by, which takes it within half a second.
-            with self.lock:
-                if self.leader == me:
-                    self.leader = None
-
     def serve_forever(self, me: int) -> None:
-        while True:
+        while not self.closed:
             if self.standby is not None and not self.lead(me):
                 continue
             try:
@@ -852,7 +874,7 @@ class Worker:
 
     def start_lead(self, me: int) -> bool:
         """The leader starts serving a request: makes sure the timer fires between
-        PROMOTE_AFTER and twice that from now. False if this thread is not the leader."""
+        promote_after and twice that from now. False if this thread is not the leader."""
         assert self.timer is not None
         now = time.monotonic()
         with self.lock:
@@ -860,9 +882,9 @@ class Worker:
                 return False
             self.lead_start = now
             deadline = self.timer.deadline
-            if deadline is None or deadline < now + PROMOTE_AFTER:
+            if deadline is None or deadline < now + self.promote_after:
                 try:
-                    self.timer.set_at(now + 2 * PROMOTE_AFTER)
+                    self.timer.set_at(now + 2 * self.promote_after)
                 except OSError as e:  # not expected: slow requests would hold up the others
                     log.error("cannot set the standby timer: %s", e)
         return True
@@ -884,18 +906,18 @@ class Worker:
         if not events:
             return False
         # The timer fired: the leader is idle (nothing to do: it sets the timer again when it
-        # next starts a request), or in a request that has run for PROMOTE_AFTER (this thread
+        # next starts a request), or in a request that has run for promote_after (this thread
         # takes the lead), or in a younger one (the timer is set for when that one will have).
         # Under the lock, as start_lead() and the leader's end of request.
         with self.lock:
             promoted = False
             if self.timer.consume() and self.lead_start is not None:
                 now = time.monotonic()
-                if now - self.lead_start >= PROMOTE_AFTER:
+                if now - self.lead_start >= self.promote_after:
                     self.leader, self.lead_start, promoted = me, None, True
                 else:
                     try:
-                        self.timer.set_at(self.lead_start + PROMOTE_AFTER)
+                        self.timer.set_at(self.lead_start + self.promote_after)
                     except OSError as e:  # not expected
                         log.error("cannot set the standby timer: %s", e)
         try:
@@ -923,7 +945,7 @@ class Worker:
             keep = False
         with self.lock:
             self.busy.discard(fd)
-            if keep and self.stopping is None:
+            if keep and not self.stopping:
                 try:
                     if _nowait is not None:
                         _nowait.rearm(self.epoll.fileno(), fd, select.EPOLLIN | select.EPOLLONESHOT)
@@ -934,6 +956,109 @@ class Worker:
                     self._forget(fd)
             else:
                 self._forget(fd)
+
+    def serve(self, conn: Connection) -> bool:
+        """Reads and serves one request on conn; True if the connection can carry another."""
+        kind, payload = conn.read_frame()
+        if not conn.greeted:
+            if kind != HELLO or len(payload) != 10 + SECRET_LEN or payload[:8] != MAGIC:
+                raise ProtocolError("the connection did not start with HELLO")
+            if struct.unpack(">H", payload[8:10])[0] != VERSION:
+                raise ProtocolError("protocol version mismatch")
+            if not _consteq(payload[10:], self.secret):
+                raise ProtocolError("wrong group secret")
+            conn.greeted = True
+            conn.send(HELLO_OK, struct.pack(">H", VERSION))
+            kind, payload = conn.read_frame()
+        if kind != REQUEST:
+            raise ProtocolError(f"expected REQUEST, got frame kind {kind}")
+        strs = payload.decode("latin-1").split("\0")
+        if len(strs) % 2 != 1 or strs[-1]:
+            raise ProtocolError("malformed REQUEST")
+        del strs[-1]
+        environ: dict[str, Any] = dict(zip(strs[0::2], strs[1::2]))
+        tid = threading.get_ident()
+        with self.lock:
+            self.active_since[tid] = time.monotonic()
+            self.requests += 1
+        try:
+            return self.serve_request(conn, environ)
+        finally:
+            with self.lock:
+                del self.active_since[tid]
+                self.last_activity = time.monotonic()
+
+
+class Worker:
+    """The process: app calls, limits, stopping; the connections are its `loop`'s."""
+
+    def __init__(self, settings: Settings, listener: socket.socket) -> None:
+        self.s = settings
+        make = Loop if _native is None else _native.Loop
+        self.native = _native is not None
+        self.loop = make(listener.detach(), settings.secret, settings.apache_uid,
+                         settings.threads, PROMOTE_AFTER, self.serve)
+        self.threads: list[threading.Thread] = []
+        self.stopping: Optional[float] = None  # deadline once stopping
+        self.stop_reason = ""
+        self.done = threading.Event()
+        # Re-entrant: stop() also runs from signal handlers in the main thread.
+        self.lock = threading.RLock()
+        self.started = time.monotonic()
+        self.apps: dict[tuple[str, str], Any] = {}
+        self.mtimes: dict[str, Optional[int]] = {}
+        self.exit_code = 0
+        self.touched = 0.0
+        self.stuck = False  # threads still in a request when run() returned
+
+    # -- lifecycle --
+
+    def stop(self, reason: str, timeout: float) -> None:
+        with self.lock:
+            if self.stopping is not None:
+                return
+            self.stop_reason = reason
+            self.stopping = time.monotonic() + timeout
+            self.loop.stop()
+        log.info("stopping: %s", reason)
+
+    def run(self) -> int:
+        for script, callable_name in self.s.preload:
+            try:
+                if callable_name:
+                    self.application(script, callable_name, reloading=False)
+                else:
+                    _wsgi.load_script(script, False)
+            except Exception:
+                log.exception("failed to preload WSGI script '%s'", script)
+        self.arm_deadlock_timer()  # before the first request can hold the GIL
+        for _ in range(self.s.threads):
+            t = threading.Thread(target=self.loop.run_thread, daemon=True)
+            t.start()
+            self.threads.append(t)
+        threading.Thread(target=self.watchdog, daemon=True).start()
+        while True:
+            self.done.wait(0.2)  # signal handlers run here, in the main thread
+            if self.stopping is None:
+                continue
+            # Not only running requests: a connection being greeted, or accepted and not yet
+            # greeted, has a request on its way that exiting would lose.
+            busy = self.loop.pending()
+            if busy == 0:
+                break
+            if time.monotonic() > self.stopping:
+                log.warning("%d request(s) still running after the timeout; exiting", busy)
+                break
+        self.loop.close()
+        if self.native:
+            # The native loop's threads must be out of its code before the interpreter
+            # finalizes (a thread that takes the GIL then is ended by pthread_exit, which
+            # must not unwind through Rust frames); those in a request stay: see main().
+            deadline = time.monotonic() + 1.0
+            for t in self.threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            self.stuck = any(t.is_alive() for t in self.threads)
+        return 0
 
     def touch(self) -> None:
         """Marks the activity file (at most twice a second)."""
@@ -961,10 +1086,9 @@ class Worker:
             if now - armed >= 1.0:
                 self.arm_deadlock_timer()
                 armed = now
-            with self.lock:
-                oldest = min(self.active.values(), default=None)
-                busy = bool(self.active)
-            if self.s.request_timeout and oldest is not None and now - oldest > self.s.request_timeout + 1:
+            oldest = self.loop.oldest_age()
+            busy = oldest is not None
+            if self.s.request_timeout and oldest is not None and oldest > self.s.request_timeout + 1:
                 log.error("a request ran longer than request-timeout=%gs: restarting the daemon process", self.s.request_timeout)
                 _flush_stderr()
                 os._exit(3)
@@ -972,7 +1096,7 @@ class Worker:
                 continue
             if busy:
                 self.touch()
-            if self.s.inactivity_timeout and not busy and now - self.last_activity > self.s.inactivity_timeout:
+            if self.s.inactivity_timeout and not busy and self.loop.idle_for() > self.s.inactivity_timeout:
                 if self.s.instance:
                     self.exit_code = EXIT_INACTIVE
                 self.stop(f"inactivity-timeout of {self.s.inactivity_timeout:g}s", self.s.graceful_timeout)
@@ -981,39 +1105,22 @@ class Worker:
 
     # -- requests --
 
-    def serve(self, conn: Connection) -> bool:
-        """Serves one request on conn; True if the connection can carry another."""
-        kind, payload = conn.read_frame()
-        if not conn.greeted:
-            if kind != HELLO or len(payload) != 10 + SECRET_LEN or payload[:8] != MAGIC:
-                raise ProtocolError("the connection did not start with HELLO")
-            if struct.unpack(">H", payload[8:10])[0] != VERSION:
-                raise ProtocolError("protocol version mismatch")
-            if not _consteq(payload[10:], self.s.secret):
-                raise ProtocolError("wrong group secret")
-            conn.greeted = True
-            conn.send(HELLO_OK, struct.pack(">H", VERSION))
-            kind, payload = conn.read_frame()
-        if kind != REQUEST:
-            raise ProtocolError(f"expected REQUEST, got frame kind {kind}")
-        strs = payload.decode("latin-1").split("\0")
-        if len(strs) % 2 != 1 or strs[-1]:
-            raise ProtocolError("malformed REQUEST")
-        del strs[-1]
-        environ: dict[str, Any] = dict(zip(strs[0::2], strs[1::2]))
-        tid = threading.get_ident()
+    def serve(self, conn: FrameConn, environ: dict[str, Any]) -> bool:
+        """Serves one request (the loop has read it); True if the connection can carry
+        another. Errors are logged here: the loop only drops the connection on False."""
         self.touch()
-        with self.lock:
-            self.active[tid] = time.monotonic()
-            self.requests += 1
-            count = self.requests
         try:
             self.handle(conn, environ)
+        except (EOFError, ConnectionError):
+            return False
+        except ProtocolError as e:
+            log.error("closing a connection: %s", e)
+            return False
+        except Exception:
+            log.exception("internal error serving a request")
+            return False
         finally:
-            with self.lock:
-                del self.active[tid]
-                self.last_activity = time.monotonic()
-            if self.s.maximum_requests and count >= self.s.maximum_requests:
+            if self.s.maximum_requests and self.loop.requests >= self.s.maximum_requests:
                 self.stop(f"maximum-requests={self.s.maximum_requests} reached", self.s.graceful_timeout)
         return self.stopping is None
 
@@ -1053,7 +1160,7 @@ class Worker:
             return None
         return waited if waited > self.s.queue_timeout else None
 
-    def handle(self, conn: Connection, environ: dict[str, Any]) -> None:
+    def handle(self, conn: FrameConn, environ: dict[str, Any]) -> None:
         # A WSGIHandlerScript's handle_request serves SCRIPT_FILENAME (mod_wsgi).
         script = environ.get("mod_wsgi.handler_script") or environ.get("SCRIPT_FILENAME", "")
         callable_name = environ.get("mod_wsgi.callable_object", "application")
@@ -1200,7 +1307,14 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, lambda *_: worker.stop("graceful restart", settings.graceful_timeout))
     log.info("daemon process started (Python %s, %d threads)", sys.version.split()[0], settings.threads)
     rc = worker.run() or worker.exit_code
-    log.info("daemon process exiting: %s (%d requests)", worker.stop_reason, worker.requests)
+    log.info("daemon process exiting: %s (%d requests)", worker.stop_reason, worker.loop.requests)
+    if worker.stuck:
+        # Threads still in a request inside the native loop: finalizing the interpreter under
+        # them is not safe (see Worker.run), so exit as finalizing would, without it.
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        _flush_stderr()
+        os._exit(rc)
     _flush_stderr()
     return rc
 

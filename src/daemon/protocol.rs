@@ -234,7 +234,9 @@ pub fn parse_start(payload: &[u8]) -> Result<Start<'_>, Error> {
 /// Checks a HELLO payload against the group's secret (constant time).
 pub fn check_hello(payload: &[u8], secret: &[u8; SECRET_LEN]) -> Result<(), Error> {
     if payload.len() != 8 + 2 + SECRET_LEN || &payload[..8] != MAGIC {
-        return Err(Error::Protocol("bad HELLO".into()));
+        return Err(Error::Protocol(
+            "the connection did not start with HELLO".into(),
+        ));
     }
     let version = u16::from_be_bytes([payload[8], payload[9]]);
     if version != VERSION {

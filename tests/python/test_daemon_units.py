@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -29,11 +29,15 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return struct.pack(">BBHI", kind, 0, 0, len(payload)) + payload
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[Connection, socket.socket]]:
-    """A worker-side Connection and the raw socket of the 'Apache child' end."""
+CONNS = ["python"] + (["native"] if daemon._native is not None else [])
+
+
+@pytest.fixture(params=CONNS)
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Connection, socket.socket]]:
+    """A worker-side connection and the raw socket of the 'Apache child' end: daemon.py's
+    Connection, and modpy._native's Conn (what the worker uses where it loads)."""
     a, b = socket.socketpair()
-    conn = Connection(a)
+    conn: Any = Connection(a) if request.param == "python" else daemon._native.Conn(a.detach())
     yield conn, b
     conn.close()
     b.close()
@@ -105,9 +109,9 @@ def test_frames_arriving_in_pieces_are_read_whole(pair: tuple[Connection, socket
 
 
 @pytest.mark.parametrize("wire,message", [
-    (b"\xff\0\0\0\0\0\0\0", "bad frame header"),  # unknown kind
+    (b"\xff\0\0\0\0\0\0\0", "bad frame header"),
     (struct.pack(">BBHI", DATA, 1, 0, 0), "bad frame header"),  # flags set
-    (struct.pack(">BBHI", DATA, 0, 7, 0), "bad frame header"),  # reserved set
+    (struct.pack(">BBHI", DATA, 0, 7, 0), "bad frame header"),
     (struct.pack(">BBHI", DATA, 0, 0, MAX_FRAME + 1), "over the limit"),
 ])
 def test_malformed_frames_are_protocol_errors(pair: tuple[Connection, socket.socket], wire: bytes, message: str) -> None:
