@@ -6,7 +6,7 @@
 # measures hello (GET 14 B), get_64k (GET 64 KiB) and post_echo_1m (POST 1 MiB echoed back).
 # Prints one table and writes bench/results/<stamp>.tsv (+ .log, not committed).
 #
-# Usage:  cargo build --release && bench/run.sh
+# Usage:  scripts/setup (builds mod_py and modpy._native) && bench/run.sh
 #         SYSTEMS="mod_python modpy_handler" DUR=5 bench/run.sh
 # Env:    DUR=10 WARM=3            measured / warm-up seconds per scenario
 #         CONNS=16 THREADS=2       wrk connections / threads (16 = the 16 worker threads)
@@ -50,6 +50,10 @@ has wsgi_embedded && need "$WSGI_SO" libapache2-mod-wsgi-py3
 if has_modpy && [ ! -f "$MODPY_SO" ]; then
   echo "bench: $MODPY_SO not found: run 'cargo build --release' in $REPO first (or set MODPY_SO)" >&2
   exit 2
+fi
+if case " $SYSTEMS " in *" modpy_daemon"*) true ;; *) false ;; esac \
+   && [ ! -f "$REPO/pylib/modpy/_native.abi3.so" ]; then
+  echo "bench: note: pylib/modpy/_native.abi3.so not built (scripts/setup builds it): daemon workers run the pure-Python loop" >&2
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bench: missing tools/modules for SYSTEMS=\"$SYSTEMS\":" >&2

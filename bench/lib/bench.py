@@ -411,6 +411,10 @@ def meta(opts: Options, run: Path) -> list[str]:
                if so.exists() else f"{so} missing")
     if copy.exists():
         so_info += f", sha256 {hashlib.sha256(copy.read_bytes()).hexdigest()[:12]}"
+    native = run / "pylib" / "modpy" / "_native.abi3.so"
+    so_info += ("; daemon workers: modpy._native, sha256 "
+                f"{hashlib.sha256(native.read_bytes()).hexdigest()[:12]}" if native.exists()
+                else "; daemon workers: pure-Python loop (pylib/modpy/_native.abi3.so not built)")
     commit = sh("git", "-C", str(REPO), "describe", "--always", "--dirty")
     pkgs = sh("dpkg-query", "-W", "-f", "${Package} ${Version}; ", "libapache2-mod-python", "libapache2-mod-wsgi-py3").strip()
     load = open("/proc/loadavg").read().split()[:3]
