@@ -208,6 +208,35 @@ fn kind_of(k: u8) -> PyResult<Kind> {
     Kind::from_u8(k).ok_or_else(|| to_pyerr(Error::Protocol(format!("no frame kind {k}"))))
 }
 
+impl Conn {
+    /// queue() for Rust callers (the native Response).
+    pub fn queue_frame(&self, py: Python<'_>, kind: Kind, payload: &[u8]) -> PyResult<()> {
+        if payload.len() > protocol::MAX_FRAME as usize {
+            return Err(to_pyerr(Error::Protocol("frame over MAX_FRAME".into())));
+        }
+        if payload.len() <= COPY_MAX {
+            self.core.io().queue_small(kind, payload);
+            return Ok(());
+        }
+        let core = &self.core;
+        py.detach(|| {
+            let mut io = core.io();
+            io.out
+                .extend_from_slice(&protocol::header(kind, payload.len()));
+            core.send_blocking(&mut io, payload)
+        })?;
+        Ok(())
+    }
+
+    pub fn flush_frames(&self, py: Python<'_>) -> PyResult<()> {
+        self.send_raw(py, b"")
+    }
+
+    pub fn queued(&self) -> usize {
+        self.core.io().out.len()
+    }
+}
+
 /// A connection as the WSGI layer (daemon.py's handle, Input, Response) sees it.
 #[pyclass(frozen, module = "modpy._native")]
 pub struct Conn {
@@ -254,22 +283,7 @@ impl Conn {
     /// Adds a frame to what the next flush() sends; a large payload goes out at once.
     #[pyo3(signature = (kind, payload = b"".as_slice()))]
     fn queue(&self, py: Python<'_>, kind: u8, payload: &[u8]) -> PyResult<()> {
-        let kind = kind_of(kind)?;
-        if payload.len() > protocol::MAX_FRAME as usize {
-            return Err(to_pyerr(Error::Protocol("frame over MAX_FRAME".into())));
-        }
-        if payload.len() <= COPY_MAX {
-            self.core.io().queue_small(kind, payload);
-            return Ok(());
-        }
-        let core = &self.core;
-        py.detach(|| {
-            let mut io = core.io();
-            io.out
-                .extend_from_slice(&protocol::header(kind, payload.len()));
-            core.send_blocking(&mut io, payload)
-        })?;
-        Ok(())
+        self.queue_frame(py, kind_of(kind)?, payload)
     }
 
     /// Sends what queue() kept: at once if the socket has room, else without the GIL.
@@ -286,31 +300,29 @@ impl Conn {
     /// Sends what is queued, then `data` as it is (no frame header: send_file's header and
     /// padding).
     fn send_raw(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        {
-            let mut io = self.core.io();
-            if io.out.is_empty() && data.is_empty() {
-                return Ok(());
-            }
-            let total = io.out.len() + data.len();
-            let sent = io.send(self.core.fd(), data, true)?;
-            if sent == total {
-                io.out.clear();
-                return Ok(());
-            }
-            // Keep only what is left of the buffer; the rest of `data` follows it.
-            let from_out = sent.min(io.out.len());
-            io.out.drain(..from_out);
-            let rest = &data[sent - from_out..];
-            let core = &self.core;
-            drop(io);
-            py.detach(|| core.send_blocking(&mut core.io(), rest))?;
+        let mut io = self.core.io();
+        if io.out.is_empty() && data.is_empty() {
+            return Ok(());
         }
+        let total = io.out.len() + data.len();
+        let sent = io.send(self.core.fd(), data, true)?;
+        if sent == total {
+            io.out.clear();
+            return Ok(());
+        }
+        // Keep only what is left of the buffer; the rest of `data` follows it.
+        let from_out = sent.min(io.out.len());
+        io.out.drain(..from_out);
+        let rest = &data[sent - from_out..];
+        drop(io);
+        let core = &self.core;
+        py.detach(|| core.send_blocking(&mut core.io(), rest))?;
         Ok(())
     }
 
     /// Bytes queued and not yet sent.
     fn pending(&self) -> usize {
-        self.core.io().out.len()
+        self.queued()
     }
 
     /// Shuts the connection down (the loop drops it).

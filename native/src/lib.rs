@@ -1,8 +1,8 @@
 //! `modpy._native`: the hot path of a mod_py daemon worker (pylib/modpy/daemon.py) in Rust,
 //! built for CPython's stable ABI (abi3, 3.9+) so that one build loads in every daemon
 //! group's Python. The wire protocol is the Apache side's own code (src/daemon/protocol.rs),
-//! and the environ's strings come from the same cache as embedded mode's
-//! (src/python/strcache.rs). Where it does not load (PyPy, an old CPython, not built)
+//! the environ's strings come from the same cache as embedded mode's (src/python/strcache.rs),
+//! and the response checks are embedded mode's (src/wsgi/response.rs). Where it does not load (PyPy, an old CPython, not built)
 //! daemon.py runs its pure-Python loop instead.
 
 use pyo3::prelude::*;
@@ -11,6 +11,7 @@ use pyo3::types::PyType;
 mod conn;
 mod sys;
 mod worker;
+mod wsgi;
 
 #[allow(dead_code)] // the client side's half (hello, parse_start...) is mod_py.so's
 #[path = "../../src/daemon/protocol.rs"]
@@ -18,6 +19,10 @@ mod protocol;
 
 #[path = "../../src/python/strcache.rs"]
 mod strcache;
+
+#[allow(dead_code)] // Status's fields are embedded mode's
+#[path = "../../src/wsgi/response.rs"]
+mod response;
 
 /// Logging through daemon.py's logger (set by `setup`), from threads that may not hold the GIL.
 mod log {
@@ -51,11 +56,12 @@ mod log {
     }
 }
 
-/// Hands over what the module raises and logs with: `protocol_error`, the exception class
-/// for a malformed frame; `log(level, message, exception_or_None)`.
+/// Hands over what the module raises and logs with: the exception classes for a malformed
+/// frame and for an application that breaks PEP 3333; `log(level, message, exception_or_None)`.
 #[pyfunction]
-fn setup(protocol_error: Bound<'_, PyType>, log: Py<PyAny>) {
+fn setup(protocol_error: Bound<'_, PyType>, wsgi_error: Bound<'_, PyType>, log: Py<PyAny>) {
     let _ = conn::PROTOCOL_ERROR.set(protocol_error.unbind());
+    let _ = wsgi::WSGI_ERROR.set(wsgi_error.unbind());
     let _ = log::LOG.set(log);
 }
 
@@ -64,5 +70,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(setup, m)?)?;
     m.add_class::<conn::Conn>()?;
     m.add_class::<worker::Loop>()?;
+    m.add_class::<wsgi::Response>()?;
     Ok(())
 }

@@ -214,16 +214,16 @@ class ProtocolError(Exception):
     """A malformed frame: the connection is closed, nothing else."""
 
 
+class WSGIError(Exception):
+    """The application broke PEP 3333."""
+
+
 def _native_log(level: int, msg: str, exc: Optional[BaseException]) -> None:
     log.log(level, "%s", msg, exc_info=exc)
 
 
 if _native is not None:
-    _native.setup(ProtocolError, _native_log)
-
-
-class WSGIError(Exception):
-    """The application broke PEP 3333."""
+    _native.setup(ProtocolError, WSGIError, _native_log)
 
 
 class Settings:
@@ -650,6 +650,34 @@ class Response:
         self.conn.queue(START, b"\0".join(parts) + b"\0")  # goes out with the first data
         self.sent = True
 
+    def finish(self, result: Any, head: bool) -> None:
+        """Sends what the application returned (not a FileWrapper: see send_file)."""
+        if type(result) in (list, tuple):
+            # Checked before anything is sent, as embedded mode does: a 500, not a cut.
+            total = 0
+            for i, item in enumerate(result):
+                if type(item) is not bytes:
+                    raise WSGIError(f"response item {i} is {_tname(item)}, not bytes")
+                total += len(item)
+            if self.length is not None and total < self.length and not self.sent and not head:
+                raise WSGIError(f"the application sent {total} bytes, less than its Content-Length of {self.length}")
+            self.batch = True
+        try:
+            items = iter(result)
+        except TypeError:
+            raise WSGIError(f"the application returned {_tname(result)} , which is not an iterable of bytes") from None
+        for i, item in enumerate(items):
+            if type(item) is not bytes:
+                raise WSGIError(f"response item {i} is {_tname(item)}, not bytes")
+            if item:
+                self.write(item)
+        self.send_start()
+
+    def set_length(self, n: int) -> None:
+        """Adds a Content-Length header (send_file, for a file whose size it knows)."""
+        self.headers.append(("Content-Length", str(n)))
+        self.length = n
+
     def write(self, data: bytes) -> None:
         if type(data) is not bytes:
             raise WSGIError(f"write() takes bytes, not {_tname(data)}")
@@ -662,7 +690,24 @@ class Response:
             self.conn.flush()
 
 
-def send_file(resp: Response, fw: FileWrapper) -> bool:
+class ResponseLike(Protocol):
+    """Response, or modpy._native's Response (what the worker uses with the native loop)."""
+
+    @property
+    def sent(self) -> bool: ...
+    @property
+    def status(self) -> Optional[str]: ...
+    @property
+    def length(self) -> Optional[int]: ...
+    @property
+    def conn(self) -> FrameConn: ...
+    def start_response(self, status: Any, headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]: ...
+    def send_start(self) -> None: ...
+    def finish(self, result: Any, head: bool) -> None: ...
+    def set_length(self, n: int) -> None: ...
+
+
+def send_file(resp: ResponseLike, fw: FileWrapper) -> bool:
     """Sends a FileWrapper over a regular file with os.sendfile; False if it is not one."""
     try:
         fd = fw.filelike.fileno()
@@ -674,8 +719,7 @@ def send_file(resp: Response, fw: FileWrapper) -> bool:
         return False
     left = st.st_size - pos
     if resp.length is None and resp.status is not None and not resp.sent:
-        resp.headers.append(("Content-Length", str(left)))
-        resp.length = left
+        resp.set_length(left)
     resp.send_start()
     conn = resp.conn
     while left > 0:
@@ -1183,7 +1227,7 @@ class Worker:
             "wsgi.run_once": False,
             "wsgi.file_wrapper": FileWrapper,
         })
-        resp = Response(conn)
+        resp: ResponseLike = _native.Response(conn) if self.native else Response(conn)  # type: ignore[arg-type]
         who = f"WSGI application '{script}' ({callable_name})"
         result: Any = None
         waited = self.queued_for(environ)
@@ -1196,30 +1240,8 @@ class Worker:
             else:
                 app = self.application(script, callable_name, reloading, mtime)
             result = app(environ, resp.start_response)
-            if isinstance(result, FileWrapper) and send_file(resp, result):
-                pass
-            else:
-                if type(result) in (list, tuple):
-                    # Checked before anything is sent, as embedded mode does: a 500, not a cut.
-                    total = 0
-                    for i, item in enumerate(result):
-                        if type(item) is not bytes:
-                            raise WSGIError(f"response item {i} is {_tname(item)}, not bytes")
-                        total += len(item)
-                    if (resp.length is not None and total < resp.length and not resp.sent
-                            and environ.get("REQUEST_METHOD") != "HEAD"):
-                        raise WSGIError(f"the application sent {total} bytes, less than its Content-Length of {resp.length}")
-                    resp.batch = True
-                try:
-                    items = iter(result)
-                except TypeError:
-                    raise WSGIError(f"the application returned {_tname(result)} , which is not an iterable of bytes") from None
-                for i, item in enumerate(items):
-                    if type(item) is not bytes:
-                        raise WSGIError(f"response item {i} is {_tname(item)}, not bytes")
-                    if item:
-                        resp.write(item)
-                resp.send_start()
+            if not (isinstance(result, FileWrapper) and send_file(resp, result)):
+                resp.finish(result, environ.get("REQUEST_METHOD") == "HEAD")
         except (EOFError, ConnectionError, ProtocolError):
             _close(result)
             raise

@@ -6,6 +6,7 @@ behind a real Apache; here each piece is driven on its own, including its failur
 from __future__ import annotations
 
 import os
+import re
 import select
 import socket
 import struct
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -337,3 +338,97 @@ def test_timer_fires_once_at_its_deadline_and_resetting_it_clears_a_fired_one() 
         ep.close()
         os.close(timer.fd)
 
+
+
+# ---- the response: start_response, write(), finish() (daemon.Response and modpy._native's) ----
+
+def response_for(conn: Any) -> Any:
+    """The Response class the worker pairs with this kind of connection."""
+    return daemon.Response(conn) if isinstance(conn, Connection) else daemon._native.Response(conn)
+
+
+def test_response_list_body_goes_out_as_frames(pair: tuple[Connection, socket.socket]) -> None:
+    conn, apache = pair
+    resp = response_for(conn)
+    write = resp.start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    assert callable(write) and resp.status == "200 OK" and resp.length == 5 and not resp.sent
+    resp.finish([b"he", b"", b"llo"], False)
+    conn.send(END)
+    assert resp.sent
+    assert read_frames(apache, 4) == [
+        (START, b"200 OK\0Content-Type\0text/plain\0Content-Length\x005\0"),
+        (DATA, b"he"), (DATA, b"llo"), (END, b""),
+    ]
+
+
+def test_response_generator_and_write_stream(pair: tuple[Connection, socket.socket]) -> None:
+    conn, apache = pair
+    resp = response_for(conn)
+    write = resp.start_response("201 Created", [("X-Latin", "caf\xe9")])
+    write(b"first")
+    # Streamed: the client has START and the first piece before the app returns.
+    assert read_frames(apache, 2) == [(START, b"201 Created\0X-Latin\0caf\xe9\0"), (DATA, b"first")]
+    resp.finish((piece for piece in [b"a", b"b"]), False)
+    assert read_frames(apache, 2) == [(DATA, b"a"), (DATA, b"b")]
+
+
+@pytest.mark.parametrize("status,headers,message", [
+    (b"200 OK", [], "status must be str, not bytes"),
+    ("20 OK", [], "does not start with a three-digit code"),
+    ("200 OK", ("X", "y"), "must be a list of"),
+    ("200 OK", [("X", "y", "z")], "is not a (name, value) tuple"),
+    ("200 OK", [("X", b"y")], "must be a pair of str"),
+    ("200 OK", [("X-Split", "a\r\nSet-Cookie: evil=1")], "CR, LF or NUL"),
+    ("200 OK", [("Connection", "close")], "hop-by-hop"),
+    ("200 OK", [("Content-Length", "ten")], 'Content-Length "ten" is not a number'),
+])
+def test_response_refuses_bad_start_response(pair: tuple[Connection, socket.socket], status: Any,
+                                             headers: Any, message: str) -> None:
+    resp = response_for(pair[0])
+    with pytest.raises(WSGIError, match=re.escape(message)):
+        resp.start_response(status, headers)
+    assert not resp.sent
+
+
+def test_response_start_response_twice_and_exc_info(pair: tuple[Connection, socket.socket]) -> None:
+    resp = response_for(pair[0])
+    resp.start_response("200 OK", [])
+    with pytest.raises(WSGIError, match="called a second time without exc_info"):
+        resp.start_response("200 OK", [])
+    try:
+        raise KeyError("app failed")
+    except KeyError:
+        exc_info = sys.exc_info()
+    resp.start_response("500 Oops", [], exc_info)  # not sent yet: replaces the status
+    assert resp.status == "500 Oops"
+    resp.send_start()
+    with pytest.raises(KeyError, match="app failed"):  # sent: re-raises the app's error
+        resp.start_response("500 Oops", [], exc_info)
+
+
+@pytest.mark.parametrize("result,head,message", [
+    (lambda: [b"abc", "def"], False, "response item 1 is str, not bytes"),
+    (lambda: iter([b"x", 7]), False, "response item 1 is int, not bytes"),
+    (lambda: 42, False, "the application returned int , which is not an iterable of bytes"),
+    (lambda: [b"abc"], False, "the application sent 3 bytes, less than its Content-Length of 10"),
+])
+def test_response_refuses_bad_bodies(pair: tuple[Connection, socket.socket], result: Callable[[], Any],
+                                     head: bool, message: str) -> None:
+    resp = response_for(pair[0])
+    resp.start_response("200 OK", [("Content-Length", "10")])
+    with pytest.raises(WSGIError, match=re.escape(message)):
+        resp.finish(result(), head)
+
+
+def test_response_short_body_is_fine_for_head_and_write_wants_bytes(pair: tuple[Connection, socket.socket]) -> None:
+    resp = response_for(pair[0])
+    write = resp.start_response("200 OK", [("Content-Length", "10")])
+    resp.finish([b"abc"], True)
+    with pytest.raises(WSGIError, match="write\\(\\) takes bytes, not str"):
+        write("text")
+
+
+def test_response_body_without_start_response(pair: tuple[Connection, socket.socket]) -> None:
+    resp = response_for(pair[0])
+    with pytest.raises(WSGIError, match="without calling start_response"):
+        resp.finish([b"x"], False)
