@@ -1152,7 +1152,8 @@ class Worker:
     def serve(self, conn: FrameConn, environ: dict[str, Any]) -> bool:
         """Serves one request (the loop has read it); True if the connection can carry
         another. Errors are logged here: the loop only drops the connection on False."""
-        self.touch()
+        if self.s.activity_file:
+            self.touch()
         try:
             self.handle(conn, environ)
         except (EOFError, ConnectionError):
@@ -1228,7 +1229,6 @@ class Worker:
             "wsgi.file_wrapper": FileWrapper,
         })
         resp: ResponseLike = _native.Response(conn) if self.native else Response(conn)  # type: ignore[arg-type]
-        who = f"WSGI application '{script}' ({callable_name})"
         result: Any = None
         waited = self.queued_for(environ)
         try:
@@ -1248,6 +1248,7 @@ class Worker:
         except BaseException as e:
             _close(result)
             result = None
+            who = f"WSGI application '{script}' ({callable_name})"
             if isinstance(e, WSGIError):
                 log.error("%s: %s", who, e)
             elif isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -1265,7 +1266,7 @@ class Worker:
         try:
             _close(result)
         except Exception:
-            log.error("%s: close() raised an exception:", who, exc_info=True)
+            log.error("WSGI application '%s' (%s): close() raised an exception:", script, callable_name, exc_info=True)
             conn.send(ABORT, b"close() failed")
             raise EOFError from None
         inp.drain()
