@@ -1054,6 +1054,17 @@ class Worker:
         self.exit_code = 0
         self.touched = 0.0
         self.stuck = False  # threads still in a request when run() returned
+        # The wsgi.* keys that are the same for every request (wsgi.errors: sys.stderr as
+        # setup_logging() made it).
+        self.wsgi_keys: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.input_terminated": True,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": settings.threads > 1,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
 
     # -- lifecycle --
 
@@ -1217,17 +1228,9 @@ class Worker:
             if key in environ:
                 environ[key] = _version_tuple(environ[key])
         mtime = environ.pop("mod_py.script_mtime", None)
-        environ.update({
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": environ.pop("mod_py.url_scheme", "http"),
-            "wsgi.input": inp,
-            "wsgi.input_terminated": True,
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": self.s.threads > 1,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.file_wrapper": FileWrapper,
-        })
+        environ.update(self.wsgi_keys)
+        environ["wsgi.url_scheme"] = environ.pop("mod_py.url_scheme", "http")
+        environ["wsgi.input"] = inp
         resp: ResponseLike = _native.Response(conn) if self.native else Response(conn)  # type: ignore[arg-type]
         result: Any = None
         waited = self.queued_for(environ)
@@ -1328,7 +1331,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: worker.stop("SIGTERM", settings.shutdown_timeout))
     signal.signal(signal.SIGINT, lambda *_: worker.stop("SIGINT", settings.shutdown_timeout))
     signal.signal(signal.SIGUSR1, lambda *_: worker.stop("graceful restart", settings.graceful_timeout))
-    log.info("daemon process started (Python %s, %d threads)", sys.version.split()[0], settings.threads)
+    log.info("daemon process started (Python %s, %d threads, %s)", sys.version.split()[0], settings.threads,
+             "modpy._native" if worker.native else "pure-Python loop")
     rc = worker.run() or worker.exit_code
     log.info("daemon process exiting: %s (%d requests)", worker.stop_reason, worker.loop.requests)
     if worker.stuck:

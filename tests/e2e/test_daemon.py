@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import pwd
 import shutil
 import signal
@@ -543,6 +544,11 @@ def test_several_pythons_at_once(apache: Callable[..., Apache]) -> None:
     if extra:
         assert seen["cpython313"]["version"].startswith("3.13")
     assert len({s["pid"] for s in seen.values()}) == len(pythons)
+    # One build of modpy._native (abi3) loads in every CPython; PyPy runs the pure-Python loop.
+    log = a.log_text()
+    for name, s in seen.items():
+        loop = "pure-Python loop" if name == "pypy" else "modpy._native"
+        assert re.search(rf"pid {s['pid']}:.*\({name}\): daemon process started \(Python [^,]+, 2 threads, {re.escape(loop)}\)", log), name
 
 
 def test_mod_pyd_links_no_python_and_serves_daemon_groups(apache: Callable[..., Apache]) -> None:
