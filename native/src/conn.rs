@@ -5,7 +5,7 @@
 
 use crate::protocol::{self, Error, Kind};
 use crate::sys;
-use pyo3::exceptions::{PyEOFError, PyException};
+use pyo3::exceptions::{PyEOFError, PyException, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 use std::io;
@@ -209,16 +209,37 @@ fn kind_of(k: u8) -> PyResult<Kind> {
 }
 
 impl Conn {
+    pub fn for_request(core: std::sync::Arc<ConnCore>) -> Conn {
+        Conn {
+            core,
+            over: AtomicBool::new(false),
+        }
+    }
+
+    /// The request is over: the object no longer reaches the connection.
+    pub fn end(&self) {
+        self.over.store(true, Ordering::Release);
+    }
+
+    fn live(&self) -> PyResult<&std::sync::Arc<ConnCore>> {
+        if self.over.load(Ordering::Acquire) {
+            return Err(PyOSError::new_err(
+                "the request this daemon connection served is over",
+            ));
+        }
+        Ok(&self.core)
+    }
+
     /// queue() for Rust callers (the native Response).
     pub fn queue_frame(&self, py: Python<'_>, kind: Kind, payload: &[u8]) -> PyResult<()> {
+        let core = self.live()?;
         if payload.len() > protocol::MAX_FRAME as usize {
             return Err(to_pyerr(Error::Protocol("frame over MAX_FRAME".into())));
         }
         if payload.len() <= COPY_MAX {
-            self.core.io().queue_small(kind, payload);
+            core.io().queue_small(kind, payload);
             return Ok(());
         }
-        let core = &self.core;
         py.detach(|| {
             let mut io = core.io();
             io.out
@@ -237,10 +258,14 @@ impl Conn {
     }
 }
 
-/// A connection as the WSGI layer (daemon.py's handle, Input, Response) sees it.
+/// A connection as the WSGI layer (daemon.py's handle, Input, Response) sees it, for one
+/// request: once that is over (`end`), using it raises, as a Request kept past its request
+/// does in embedded mode. (It would read the next request's frames, and wait for the GIL
+/// while holding the connection the loop waits on.)
 #[pyclass(frozen, module = "modpy._native")]
 pub struct Conn {
-    pub core: std::sync::Arc<ConnCore>,
+    core: std::sync::Arc<ConnCore>,
+    over: AtomicBool,
 }
 
 #[pymethods]
@@ -248,24 +273,23 @@ impl Conn {
     /// A connection over `fd` (a connected stream socket; the Conn owns it from now on).
     #[new]
     fn new(fd: RawFd) -> PyResult<Conn> {
-        Ok(Conn {
-            core: std::sync::Arc::new(ConnCore::new(sys::own(fd)?)),
-        })
+        let core = std::sync::Arc::new(ConnCore::new(sys::own(fd)?));
+        Ok(Conn::for_request(core))
     }
 
-    fn fileno(&self) -> RawFd {
-        self.core.fd()
+    fn fileno(&self) -> PyResult<RawFd> {
+        Ok(self.live()?.fd())
     }
 
     /// The next frame: (kind, payload).
     fn read_frame<'py>(&self, py: Python<'py>) -> PyResult<(u8, Bound<'py, PyBytes>)> {
+        let core = self.live()?;
         {
-            let mut io = self.core.io();
-            if let Some(f) = io.read_frame(self.core.fd(), true).map_err(to_pyerr)? {
+            let mut io = core.io();
+            if let Some(f) = io.read_frame(core.fd(), true).map_err(to_pyerr)? {
                 return Ok((f.kind as u8, PyBytes::new(py, io.payload(&f))));
             }
         }
-        let core = &self.core;
         let (kind, payload) = py
             .detach(|| {
                 let mut io = core.io();
@@ -300,12 +324,13 @@ impl Conn {
     /// Sends what is queued, then `data` as it is (no frame header: send_file's header and
     /// padding).
     fn send_raw(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        let mut io = self.core.io();
+        let core = self.live()?;
+        let mut io = core.io();
         if io.out.is_empty() && data.is_empty() {
             return Ok(());
         }
         let total = io.out.len() + data.len();
-        let sent = io.send(self.core.fd(), data, true)?;
+        let sent = io.send(core.fd(), data, true)?;
         if sent == total {
             io.out.clear();
             return Ok(());
@@ -315,7 +340,6 @@ impl Conn {
         io.out.drain(..from_out);
         let rest = &data[sent - from_out..];
         drop(io);
-        let core = &self.core;
         py.detach(|| core.send_blocking(&mut core.io(), rest))?;
         Ok(())
     }

@@ -480,8 +480,10 @@ impl Shared {
                 environ.set_item(strings.get(py, k), strings.get(py, v))?;
             }
             drop(strings);
-            let conn = Py::new(py, Conn { core: conn.clone() })?;
-            self.serve.call1(py, (conn, environ))?.extract::<bool>(py)
+            let conn = Py::new(py, Conn::for_request(conn.clone()))?;
+            let keep = self.serve.call1(py, (conn.clone_ref(py), environ));
+            conn.get().end();
+            keep?.extract::<bool>(py)
         })
         .unwrap_or_else(|e: PyErr| {
             log::exception("internal error serving a request", e);

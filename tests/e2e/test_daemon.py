@@ -216,6 +216,46 @@ def test_socket_permissions_and_foreign_user(apache: Callable[..., Apache]) -> N
     assert get_json(a)["group"] == "site"
 
 
+KEPT_APP = """
+kept = {}
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/keep":
+        kept["input"] = environ["wsgi.input"]
+        kept["write"] = start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"kept\\n"]
+    # A later request uses what the first one kept: it must not reach this connection.
+    out = []
+    for name, use in (("input", lambda: kept["input"].read(10)), ("write", lambda: kept["write"](b"late"))):
+        try:
+            use()
+            out.append(name + ": no error")
+        except Exception as e:
+            out.append(name + ": " + type(e).__name__ + ": " + str(e))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ["\\n".join(out).encode()]
+"""
+
+
+def test_objects_kept_past_their_request_raise(apache: Callable[..., Apache]) -> None:
+    """wsgi.input and write() kept by the app after their request ended: the input is at its
+    end, write() raises (it would reach the next request's frames), and the worker serves on."""
+    a = apache("""
+        LogLevel info
+        WSGIDaemonProcess site processes=1 threads=2
+        WSGIScriptAlias / @ROOT@/kept.wsgi process-group=site
+        """, files={"kept.wsgi": KEPT_APP})
+    assert a.get("/keep")[0] == 200
+    status, _, body = a.get("/use")
+    assert status == 200, (status, body)
+    text = body.decode()
+    # The body was read to its end with the request (drained): the old input reads nothing.
+    assert "input: no error" in text, text
+    if "modpy._native" in a.log_text():
+        assert "write: OSError: the request this daemon connection served is over" in text, text
+    assert a.get("/keep")[0] == 200
+
+
 def test_malformed_frames_close_only_that_connection(apache: Callable[..., Apache]) -> None:
     a = start(apache, """
         WSGISocketPrefix @ROOT@/wsgi
