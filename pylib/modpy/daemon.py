@@ -1272,7 +1272,8 @@ class Worker:
             log.error("WSGI application '%s' (%s): close() raised an exception:", script, callable_name, exc_info=True)
             conn.send(ABORT, b"close() failed")
             raise EOFError from None
-        inp.drain()
+        if not inp.eof:
+            inp.drain()
         conn.send(END)
 
 
@@ -1298,6 +1299,8 @@ def _service_unavailable(environ: dict[str, Any], start_response: Callable[..., 
 
 
 def _close(result: Any) -> None:
+    if type(result) is list:  # the usual answer, which has no close() (no getattr failing)
+        return
     close = getattr(result, "close", None)
     if close is not None:
         close()
