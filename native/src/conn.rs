@@ -16,6 +16,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 /// Receive buffer: a whole small frame fits (a request's environ, a body chunk asked for in
 /// pieces of up to this much); a larger one is read into its own buffer.
 const BUF: usize = 64 * 1024;
+/// The receive buffer starts this small (an environ is 1-2 KiB) and grows to BUF when a frame
+/// needs it: Apache keeps many idle connections to each worker.
+const BUF_START: usize = 4 * 1024;
 /// A payload up to this long is copied into the send buffer (one write for a small
 /// response); a longer one is sent at once from the caller's bytes.
 const COPY_MAX: usize = 16 * 1024;
@@ -55,10 +58,14 @@ impl Io {
     /// nothing more is there now; Err(Closed) at end of file with nothing unread.
     fn fill(&mut self, fd: RawFd, n: usize, nowait: bool) -> Result<bool, Error> {
         while self.hi - self.lo < n {
-            if self.lo + n > BUF {
+            if self.lo + n > self.buf.len() {
                 self.buf.copy_within(self.lo..self.hi, 0);
                 self.hi -= self.lo;
                 self.lo = 0;
+                if n > self.buf.len() {
+                    let size = n.max(2 * self.buf.len()).min(BUF);
+                    self.buf.resize(size, 0);
+                }
             }
             match sys::recv(fd, &mut self.buf[self.hi..], nowait) {
                 // End of file, before a frame or inside one: the peer is gone either way.
@@ -164,7 +171,7 @@ impl ConnCore {
         ConnCore {
             fd,
             io: Mutex::new(Io {
-                buf: vec![0; BUF],
+                buf: vec![0; BUF_START],
                 lo: 0,
                 hi: 0,
                 out: Vec::new(),
@@ -204,6 +211,14 @@ pub fn to_pyerr(e: Error) -> PyErr {
     }
 }
 
+fn over_error() -> PyErr {
+    PyOSError::new_err(OVER)
+}
+
+/// What a blocking half found after it waited for the connection: the request had ended
+/// meanwhile (an application thread that outlived it).
+const OVER: &str = "the request this daemon connection served is over";
+
 fn kind_of(k: u8) -> PyResult<Kind> {
     Kind::from_u8(k).ok_or_else(|| to_pyerr(Error::Protocol(format!("no frame kind {k}"))))
 }
@@ -222,12 +237,14 @@ impl Conn {
     }
 
     fn live(&self) -> PyResult<&std::sync::Arc<ConnCore>> {
-        if self.over.load(Ordering::Acquire) {
-            return Err(PyOSError::new_err(
-                "the request this daemon connection served is over",
-            ));
+        if self.is_over() {
+            return Err(over_error());
         }
         Ok(&self.core)
+    }
+
+    fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
     }
 
     /// queue() for Rust callers (the native Response).
@@ -242,6 +259,9 @@ impl Conn {
         }
         py.detach(|| {
             let mut io = core.io();
+            if self.is_over() {
+                return Err(io::Error::other(OVER));
+            }
             io.out
                 .extend_from_slice(&protocol::header(kind, payload.len()));
             core.send_blocking(&mut io, payload)
@@ -293,6 +313,9 @@ impl Conn {
         let (kind, payload) = py
             .detach(|| {
                 let mut io = core.io();
+                if self.is_over() {
+                    return Err(Error::Io(io::Error::other(OVER)));
+                }
                 let f = io.read_frame(core.fd(), false)?.ok_or(Error::Closed)?;
                 let p = match f.payload {
                     Payload::Owned(v) => v,
@@ -340,7 +363,13 @@ impl Conn {
         io.out.drain(..from_out);
         let rest = &data[sent - from_out..];
         drop(io);
-        py.detach(|| core.send_blocking(&mut core.io(), rest))?;
+        py.detach(|| {
+            let mut io = core.io();
+            if self.is_over() {
+                return Err(io::Error::other(OVER));
+            }
+            core.send_blocking(&mut io, rest)
+        })?;
         Ok(())
     }
 
@@ -349,8 +378,10 @@ impl Conn {
         self.queued()
     }
 
-    /// Shuts the connection down (the loop drops it).
+    /// Shuts the connection down (the loop drops it); nothing once the request is over.
     fn close(&self) {
-        sys::shutdown(self.core.fd());
+        if !self.is_over() {
+            sys::shutdown(self.core.fd());
+        }
     }
 }

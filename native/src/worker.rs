@@ -245,10 +245,10 @@ impl Shared {
             }
             let (listener, conn) = {
                 let mut st = self.state();
-                let conn = st.conns.get(&fd).cloned();
-                if conn.is_some() {
-                    st.busy.insert(fd);
-                }
+                // Not one a thread is serving: an event that waited while stop() dropped its
+                // connection may find the fd's number already taken by a newer connection,
+                // which its own event also announces.
+                let conn = st.conns.get(&fd).cloned().filter(|_| st.busy.insert(fd));
                 let l = st.listener.clone().filter(|l| l.as_raw_fd() == fd);
                 (l, conn)
             };
@@ -365,7 +365,10 @@ impl Shared {
                 Ok(None) => break,
                 Err(e) => {
                     if !self.state().stopping {
+                        // Out of descriptors or memory: the waiting connection would make
+                        // epoll fire again at once; wait a little (and log once per turn).
                         log::error(&format!("accept() on the daemon socket failed: {e}"));
+                        std::thread::sleep(Duration::from_millis(100));
                     }
                     break;
                 }
@@ -388,6 +391,13 @@ impl Shared {
             }
             let fd = sock.as_raw_fd();
             let mut st = self.state();
+            if !st
+                .listener
+                .as_ref()
+                .is_some_and(|l| Arc::ptr_eq(l, listener))
+            {
+                break; // stopped meanwhile: the Apache side sends the request again elsewhere
+            }
             st.conns.insert(fd, Arc::new(ConnCore::new(sock)));
             if sys::epoll_ctl(
                 self.epoll.as_raw_fd(),

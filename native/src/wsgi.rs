@@ -27,6 +27,15 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// A str as Rust text; a lone surrogate (not UTF-8) becomes U+FFFD, which the checks then
+/// refuse as not latin-1, as daemon.py's do.
+fn text(s: &Bound<'_, PyString>) -> String {
+    match s.to_cow() {
+        Ok(t) => t.into_owned(),
+        Err(_) => s.to_string_lossy().into_owned(),
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// The status line and headers from start_response (None: not called yet).
@@ -113,7 +122,7 @@ impl Response {
                 format!("status must be str, not {}", type_name(status)),
             ));
         };
-        let status = status.to_cow()?.into_owned();
+        let status = text(status);
         response::parse_status(&status).map_err(|m| wsgi_error(py, m))?;
         let Ok(list) = response_headers.downcast_exact::<PyList>() else {
             return Err(wsgi_error(
@@ -141,7 +150,7 @@ impl Response {
                     format!("response header {} must be a pair of str", h.repr()?),
                 ));
             };
-            let (name, value) = (name.to_cow()?.into_owned(), value.to_cow()?.into_owned());
+            let (name, value) = (text(name), text(value));
             response::check_header(&name, &value).map_err(|m| wsgi_error(py, m))?;
             if name.eq_ignore_ascii_case("content-length") {
                 match value.trim().parse::<i64>() {

@@ -607,7 +607,8 @@ class Response:
         self.sent = False
         self.batch = False
 
-    def start_response(self, status: Any, headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]:
+    def start_response(self, status: Any, response_headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]:
+        headers = response_headers
         if exc_info is not None:
             try:
                 if self.sent:
@@ -701,7 +702,7 @@ class ResponseLike(Protocol):
     def length(self) -> Optional[int]: ...
     @property
     def conn(self) -> FrameConn: ...
-    def start_response(self, status: Any, headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]: ...
+    def start_response(self, status: Any, response_headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]: ...
     def send_start(self) -> None: ...
     def finish(self, result: Any, head: bool) -> None: ...
     def set_length(self, n: int) -> None: ...
@@ -1342,6 +1343,11 @@ def main() -> int:
         # Threads still in a request inside the native loop: finalizing the interpreter under
         # them is not safe (see Worker.run), so exit as finalizing would, without it.
         atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):  # the app's last, unfinished lines
+            try:
+                stream.flush()
+            except Exception:
+                pass
         logging.shutdown()
         _flush_stderr()
         os._exit(rc)

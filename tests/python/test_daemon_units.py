@@ -90,7 +90,7 @@ def test_large_payload_is_sent_whole(pair: tuple[Connection, socket.socket]) -> 
     assert got == [[(START, b"200 OK"), (DATA, payload)]]
 
 
-@pytest.mark.parametrize("size", [0, 5, 65536, 65537, 300_000, MAX_FRAME])
+@pytest.mark.parametrize("size", [0, 5, 4090, 5000, 20_000, 65528, 65536, 65537, 300_000, MAX_FRAME])
 def test_frames_arriving_in_pieces_are_read_whole(pair: tuple[Connection, socket.socket], size: int) -> None:
     conn, apache = pair
     payload = os.urandom(size)
@@ -381,6 +381,8 @@ def test_response_generator_and_write_stream(pair: tuple[Connection, socket.sock
     ("200 OK", [("X-Split", "a\r\nSet-Cookie: evil=1")], "CR, LF or NUL"),
     ("200 OK", [("Connection", "close")], "hop-by-hop"),
     ("200 OK", [("Content-Length", "ten")], 'Content-Length "ten" is not a number'),
+    ("200 \udcff", [], "contains the character"),  # a lone surrogate (surrogateescape)
+    ("200 OK", [("X-Name", "a\udcffb")], "not latin-1"),
 ])
 def test_response_refuses_bad_start_response(pair: tuple[Connection, socket.socket], status: Any,
                                              headers: Any, message: str) -> None:
