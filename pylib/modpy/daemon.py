@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from types import TracebackType
-from typing import Any, Callable, Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 
 from . import _wsgi
 
@@ -39,6 +39,11 @@ try:  # the hot path in Rust (native/); the pure-Python Loop below where it does
     from . import _native
 except ImportError:
     _native = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    # The WSGI layer works with either loop's connection and response (the same methods).
+    AnyConn = Union["Connection", _native.Conn]
+    AnyResponse = Union["Response", _native.Response]
 
 MAGIC = b"MODPYD\0\0"
 VERSION = 1
@@ -327,18 +332,6 @@ def _flush_stderr() -> None:
 
 # ---- framing ----
 
-class FrameConn(Protocol):
-    """A connection as the WSGI layer uses it: Connection, or modpy._native's Conn."""
-
-    def fileno(self) -> int: ...
-    def read_frame(self) -> tuple[int, bytes]: ...
-    def queue(self, kind: int, payload: bytes = b"") -> None: ...
-    def flush(self) -> None: ...
-    def send(self, kind: int, payload: bytes = b"") -> None: ...
-    def send_raw(self, data: bytes) -> None: ...
-    def pending(self) -> int: ...
-
-
 class Connection:
     """One Apache child's connection: frames in both directions."""
 
@@ -436,7 +429,7 @@ class Connection:
 class Input:
     """wsgi.input: pulls the request body from the Apache child a chunk at a time."""
 
-    def __init__(self, conn: FrameConn) -> None:
+    def __init__(self, conn: AnyConn) -> None:
         self.conn, self.buf, self.eof = conn, bytearray(), False
 
     def _pull(self, want: int) -> bool:
@@ -599,7 +592,7 @@ def check_header(name: str, value: str) -> None:
 class Response:
     """start_response and the state of one response."""
 
-    def __init__(self, conn: FrameConn) -> None:
+    def __init__(self, conn: AnyConn) -> None:
         self.conn = conn
         self.status: Optional[str] = None
         self.headers: list[tuple[str, str]] = []
@@ -691,24 +684,7 @@ class Response:
             self.conn.flush()
 
 
-class ResponseLike(Protocol):
-    """Response, or modpy._native's Response (what the worker uses with the native loop)."""
-
-    @property
-    def sent(self) -> bool: ...
-    @property
-    def status(self) -> Optional[str]: ...
-    @property
-    def length(self) -> Optional[int]: ...
-    @property
-    def conn(self) -> FrameConn: ...
-    def start_response(self, status: Any, response_headers: Any, exc_info: Optional[tuple[Any, Any, Any]] = None) -> Callable[[bytes], None]: ...
-    def send_start(self) -> None: ...
-    def finish(self, result: Any, head: bool) -> None: ...
-    def set_length(self, n: int) -> None: ...
-
-
-def send_file(resp: ResponseLike, fw: FileWrapper) -> bool:
+def send_file(resp: AnyResponse, fw: FileWrapper) -> bool:
     """Sends a FileWrapper over a regular file with os.sendfile; False if it is not one."""
     try:
         fd = fw.filelike.fileno()
@@ -1161,7 +1137,7 @@ class Worker:
 
     # -- requests --
 
-    def serve(self, conn: FrameConn, environ: dict[str, Any]) -> bool:
+    def serve(self, conn: AnyConn, environ: dict[str, Any]) -> bool:
         """Serves one request (the loop has read it); True if the connection can carry
         another. Errors are logged here: the loop only drops the connection on False."""
         if self.s.activity_file:
@@ -1217,7 +1193,7 @@ class Worker:
             return None
         return waited if waited > self.s.queue_timeout else None
 
-    def handle(self, conn: FrameConn, environ: dict[str, Any]) -> None:
+    def handle(self, conn: AnyConn, environ: dict[str, Any]) -> None:
         # A WSGIHandlerScript's handle_request serves SCRIPT_FILENAME (mod_wsgi).
         script = environ.get("mod_wsgi.handler_script") or environ.get("SCRIPT_FILENAME", "")
         callable_name = environ.get("mod_wsgi.callable_object", "application")
@@ -1232,7 +1208,7 @@ class Worker:
         environ.update(self.wsgi_keys)
         environ["wsgi.url_scheme"] = environ.pop("mod_py.url_scheme", "http")
         environ["wsgi.input"] = inp
-        resp: ResponseLike = _native.Response(conn) if self.native else Response(conn)  # type: ignore[arg-type]
+        resp: AnyResponse = _native.Response(conn) if self.native else Response(conn)  # type: ignore[arg-type]
         result: Any = None
         waited = self.queued_for(environ)
         try:
