@@ -187,11 +187,6 @@ impl Loop {
         waiting.max(st.active.len())
     }
 
-    /// Requests running now.
-    fn active(&self) -> usize {
-        self.shared.state().active.len()
-    }
-
     /// Seconds the oldest running request has run, if any.
     fn oldest_age(&self) -> Option<f64> {
         let st = self.shared.state();

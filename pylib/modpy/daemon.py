@@ -798,9 +798,6 @@ class Loop:
             waiting = sum(1 for fd, c in self.conns.items() if fd in self.busy or not c.greeted)
             return max(len(self.active_since), waiting)
 
-    def active(self) -> int:
-        return len(self.active_since)
-
     def oldest_age(self) -> Optional[float]:
         with self.lock:
             oldest = min(self.active_since.values(), default=None)
