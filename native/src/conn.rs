@@ -215,8 +215,7 @@ fn over_error() -> PyErr {
     PyOSError::new_err(OVER)
 }
 
-/// What a blocking half found after it waited for the connection: the request had ended
-/// meanwhile (an application thread that outlived it).
+/// The error of a Conn used after its request.
 const OVER: &str = "the request this daemon connection served is over";
 
 fn kind_of(k: u8) -> PyResult<Kind> {
@@ -247,6 +246,16 @@ impl Conn {
         self.over.load(Ordering::Acquire)
     }
 
+    /// The connection for a blocking half, which waited for it without the GIL: the request
+    /// may have ended meanwhile (an application thread that outlived it).
+    fn io_after_wait(&self) -> io::Result<MutexGuard<'_, Io>> {
+        let io = self.core.io();
+        if self.is_over() {
+            return Err(io::Error::other(OVER));
+        }
+        Ok(io)
+    }
+
     /// queue() for Rust callers (the native Response).
     pub fn queue_frame(&self, py: Python<'_>, kind: Kind, payload: &[u8]) -> PyResult<()> {
         let core = self.live()?;
@@ -258,10 +267,7 @@ impl Conn {
             return Ok(());
         }
         py.detach(|| {
-            let mut io = core.io();
-            if self.is_over() {
-                return Err(io::Error::other(OVER));
-            }
+            let mut io = self.io_after_wait()?;
             io.out
                 .extend_from_slice(&protocol::header(kind, payload.len()));
             core.send_blocking(&mut io, payload)
@@ -312,10 +318,7 @@ impl Conn {
         }
         let (kind, payload) = py
             .detach(|| {
-                let mut io = core.io();
-                if self.is_over() {
-                    return Err(Error::Io(io::Error::other(OVER)));
-                }
+                let mut io = self.io_after_wait().map_err(Error::Io)?;
                 let f = io.read_frame(core.fd(), false)?.ok_or(Error::Closed)?;
                 let p = match f.payload {
                     Payload::Owned(v) => v,
@@ -363,13 +366,7 @@ impl Conn {
         io.out.drain(..from_out);
         let rest = &data[sent - from_out..];
         drop(io);
-        py.detach(|| {
-            let mut io = core.io();
-            if self.is_over() {
-                return Err(io::Error::other(OVER));
-            }
-            core.send_blocking(&mut io, rest)
-        })?;
+        py.detach(|| core.send_blocking(&mut *self.io_after_wait()?, rest))?;
         Ok(())
     }
 
